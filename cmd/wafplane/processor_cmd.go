@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/wafplane/wafplane/processor"
+)
+
+// processorFlags are the flags of `wafplane processor`. Defaults and Datadog variable names
+// match Datadog's service-extensions-callout image, so its manifests work unchanged.
+type processorFlags struct {
+	host, uds                  string
+	port, healthPort           int
+	tls, observability         bool
+	certFile, keyFile          string
+	mode, rules, policy        string
+	bodyLimit                  int
+	wafTimeout, apiInterval    time.Duration
+	templateJSON, templateHTML string
+	clientIPHeader, userHeader string
+	trustedHops                int
+	trustedCIDRs               []string
+	responseBody               bool
+	adminAddress               string
+}
+
+func (f *processorFlags) register(env *envFlags, host string, port, healthPort int, tls bool) {
+	env.String(&f.host, "host", host, "address the ext_proc and health servers listen on", "DD_SERVICE_EXTENSION_HOST")
+	env.Int(&f.port, "port", port, "ext_proc gRPC port", "DD_SERVICE_EXTENSION_PORT")
+	env.Int(&f.healthPort, "health-port", healthPort, "HTTP health check port (0 disables)", "DD_SERVICE_EXTENSION_HEALTHCHECK_PORT")
+	env.String(&f.uds, "uds-path", "", "serve ext_proc on this Unix socket instead of TCP", "DD_SERVICE_EXTENSION_UDS_PATH")
+	env.Bool(&f.tls, "tls", tls, "serve ext_proc over TLS (an ephemeral self-signed certificate when no files are given)", "DD_SERVICE_EXTENSION_TLS")
+	env.String(&f.certFile, "tls-cert-file", "", "TLS certificate file, reloaded when it changes", "DD_SERVICE_EXTENSION_TLS_CERT_FILE")
+	env.String(&f.keyFile, "tls-key-file", "", "TLS key file, reloaded when it changes", "DD_SERVICE_EXTENSION_TLS_KEY_FILE")
+	env.Bool(&f.observability, "observability-mode", false, "Envoy runs the filter in observability mode: never answer, never block", "DD_SERVICE_EXTENSION_OBSERVABILITY_MODE")
+	env.String(&f.mode, "mode", "block", "default mode when the stream metadata names none: block, monitor or off")
+	env.Int(&f.bodyLimit, "body-limit", processor.DefaultBodyLimit, "bytes of request body inspected (0 disables body inspection)", "DD_APPSEC_BODY_PARSING_SIZE_LIMIT")
+	env.Bool(&f.responseBody, "response-body", false, "inspect JSON response bodies")
+	env.Duration(&f.wafTimeout, "waf-timeout", processor.DefaultWAFTimeout, "WAF time budget per request; past it the request continues and is counted (bare integers are microseconds)", "DD_APPSEC_WAF_TIMEOUT")
+	env.String(&f.rules, "rules", "", "JSON ruleset file replacing the embedded recommended ruleset", "DD_APPSEC_RULES")
+	env.String(&f.policy, "policy", "", "policy file (YAML): blocked IPs and users, custom rules, exclusions, rule overrides; watched")
+	env.String(&f.templateJSON, "blocked-template-json", "", "file with the JSON blocking page ([security_response_id] is replaced)", "DD_APPSEC_HTTP_BLOCKED_TEMPLATE_JSON")
+	env.String(&f.templateHTML, "blocked-template-html", "", "file with the HTML blocking page ([security_response_id] is replaced)", "DD_APPSEC_HTTP_BLOCKED_TEMPLATE_HTML")
+	env.String(&f.clientIPHeader, "client-ip-header", "", "extra header holding the client IP, used only when the peer is a trusted proxy or unknown", "DD_TRACE_CLIENT_IP_HEADER")
+	env.Int(&f.trustedHops, "trusted-hops", 0, "X-Forwarded-For entries from the right that belong to trusted proxies")
+	env.StringSlice(&f.trustedCIDRs, "trusted-cidrs", nil, "CIDRs of trusted proxies, skipped when reading X-Forwarded-For")
+	env.String(&f.userHeader, "user-id-header", "", "header holding the authenticated user id (for blocked users)")
+	env.Duration(&f.apiInterval, "api-discovery-interval", processor.DefaultAPIInterval, "sample one request per gateway, route and method this often for API schemas (0 disables)")
+}
+
+func (f *processorFlags) config() (processor.Config, error) {
+	cfg := processor.NewConfig()
+	var errs []error
+	mode, err := processor.ParseMode(f.mode)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("--mode: %w", err))
+	}
+	cfg.Mode = mode
+	if f.port < 0 || f.port > 65535 {
+		errs = append(errs, fmt.Errorf("--port %d: out of range", f.port))
+	}
+	if f.healthPort < 0 || f.healthPort > 65535 {
+		errs = append(errs, fmt.Errorf("--health-port %d: out of range", f.healthPort))
+	}
+	cfg.Address = net.JoinHostPort(f.host, strconv.Itoa(f.port))
+	cfg.HealthAddress = ""
+	if f.healthPort > 0 {
+		cfg.HealthAddress = net.JoinHostPort(f.host, strconv.Itoa(f.healthPort))
+	}
+	cfg.UnixSocket = f.uds
+	cfg.TLS, cfg.CertFile, cfg.KeyFile = f.tls, f.certFile, f.keyFile
+	cfg.ObservabilityMode = f.observability
+	cfg.BodyLimit, cfg.ResponseBodies, cfg.WAFTimeout = f.bodyLimit, f.responseBody, f.wafTimeout
+	cfg.RulesFile, cfg.PolicyFile = f.rules, f.policy
+	cfg.BlockedTemplateJSON, cfg.BlockedTemplateHTML = f.templateJSON, f.templateHTML
+	cfg.ClientIPHeader, cfg.TrustedHops, cfg.UserIDHeader = f.clientIPHeader, f.trustedHops, f.userHeader
+	cfg.APIInterval = f.apiInterval
+	for _, c := range f.trustedCIDRs {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--trusted-cidrs %q: %w", c, err))
+			continue
+		}
+		cfg.TrustedCIDRs = append(cfg.TrustedCIDRs, p.Masked())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
+}
+
+func newProcessorCommand(logs *logOptions) *cobra.Command {
+	var f processorFlags
+	cmd := &cobra.Command{
+		Use:   "processor",
+		Short: "Run the ext_proc processor alone (drop-in for Datadog's service-extensions-callout image)",
+		Args:  cobra.NoArgs,
+	}
+	env := &envFlags{fs: cmd.Flags()}
+	f.register(env, "0.0.0.0", 443, 80, true)
+	env.String(&f.adminAddress, "admin-address", "", "admin HTTP address for /metrics, /events, /rules and /api-catalog (empty disables)")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(env.errs) > 0 {
+			return errors.Join(env.errs...)
+		}
+		log, err := logs.logger(os.Stderr)
+		if err != nil {
+			return err
+		}
+		cfg, err := f.config()
+		if err != nil {
+			return err
+		}
+		return runProcessor(cmd.Context(), cfg, f.adminAddress, log)
+	}
+	return cmd
+}
+
+func runProcessor(ctx context.Context, cfg processor.Config, adminAddress string, log *slog.Logger) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	p, err := processor.New(cfg, log.With("component", "processor"), reg)
+	if err != nil {
+		return err
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return p.Start(ctx) })
+	if adminAddress != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.Handle("/events", p.EventsHandler())
+		mux.Handle("/rules", p.RulesHandler())
+		mux.Handle("/api-catalog", p.APICatalogHandler())
+		mux.Handle("/healthz", p.HealthHandler())
+		g.Go(func() error { return serveAdmin(ctx, adminAddress, mux, log) })
+	}
+	return g.Wait()
+}
+
+func serveAdmin(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("admin listener %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	log.Info("admin listening", "address", lis.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	}
+}

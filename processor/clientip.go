@@ -1,0 +1,107 @@
+package processor
+
+import (
+	"net/netip"
+	"strings"
+
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// sourceAddressAttribute is the Envoy attribute the control plane asks for through
+// request_attributes: the downstream peer, after Envoy's own XFF handling.
+const sourceAddressAttribute = "source.address"
+
+// clientIPResolver finds the client address without trusting what a client can forge.
+//
+// The chain is X-Forwarded-For (left to right) followed by the peer Envoy saw. It is read
+// from the right: entries inside a trusted CIDR are proxies and skipped, and then
+// TrustedHops more entries are skipped; the first entry left is the client. The left-most
+// X-Forwarded-For entry, the one a client writes, is only reached when every hop after it
+// is trusted.
+type clientIPResolver struct {
+	header       string // an extra header (e.g. x-real-ip), used only when the peer is trusted or unknown
+	trustedHops  int
+	trustedCIDRs []netip.Prefix
+}
+
+func (c *clientIPResolver) trusted(a netip.Addr) bool {
+	for _, p := range c.trustedCIDRs {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *clientIPResolver) resolve(attrs map[string]*structpb.Struct, headers map[string][]string) string {
+	peer, havePeer := sourceAddress(attrs)
+	if c.header != "" && (!havePeer || c.trusted(peer)) {
+		if a, ok := lastValidIP(headers[c.header]); ok {
+			return a.String()
+		}
+	}
+	var chain []netip.Addr
+	for _, v := range headers["x-forwarded-for"] {
+		for part := range strings.SplitSeq(v, ",") {
+			a, ok := parseIP(part)
+			if !ok {
+				// A broken entry ends what can be believed: nothing to its left is used.
+				chain = chain[:0]
+				continue
+			}
+			chain = append(chain, a)
+		}
+	}
+	if havePeer {
+		chain = append(chain, peer)
+	}
+	if len(chain) == 0 {
+		return ""
+	}
+	hops := c.trustedHops
+	for i := len(chain) - 1; i > 0; i-- {
+		switch {
+		case c.trusted(chain[i]):
+		case hops > 0:
+			hops--
+		default:
+			return chain[i].String()
+		}
+	}
+	return chain[0].String()
+}
+
+func lastValidIP(values []string) (netip.Addr, bool) {
+	for i := len(values) - 1; i >= 0; i-- {
+		parts := strings.Split(values[i], ",")
+		for j := len(parts) - 1; j >= 0; j-- {
+			if a, ok := parseIP(parts[j]); ok {
+				return a, true
+			}
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// parseIP accepts an address with or without a port, IPv6 in brackets or not.
+func parseIP(s string) (netip.Addr, bool) {
+	s = strings.TrimSpace(s)
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap(), true
+	}
+	s = strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Unmap(), true
+	}
+	return netip.Addr{}, false
+}
+
+// sourceAddress finds source.address in the attributes, whatever filter name keys them.
+func sourceAddress(attrs map[string]*structpb.Struct) (netip.Addr, bool) {
+	for _, s := range attrs {
+		if v, ok := s.GetFields()[sourceAddressAttribute]; ok {
+			return parseIP(v.GetStringValue())
+		}
+	}
+	return netip.Addr{}, false
+}

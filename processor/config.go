@@ -1,0 +1,109 @@
+package processor
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Mode says what the processor does with a request that matches a rule.
+type Mode string
+
+const (
+	ModeBlock   Mode = "block"   // blocking and redirect actions are applied
+	ModeMonitor Mode = "monitor" // matches are reported, nothing is blocked
+	ModeOff     Mode = "off"     // the WAF is not run at all
+)
+
+// ParseMode accepts block, monitor and off.
+func ParseMode(s string) (Mode, error) {
+	switch m := Mode(s); m {
+	case ModeBlock, ModeMonitor, ModeOff:
+		return m, nil
+	}
+	return "", fmt.Errorf("mode %q: want block, monitor or off", s)
+}
+
+// Defaults used by NewConfig; documented in the README.
+const (
+	DefaultBodyLimit   = 1 << 20
+	DefaultWAFTimeout  = 10 * time.Millisecond
+	DefaultAPIInterval = time.Minute
+)
+
+// Config is everything the processor needs; cmd fills it from flags and the environment.
+type Config struct {
+	// Address is host:port for TCP; ignored when UnixSocket is set.
+	Address    string
+	UnixSocket string
+	// HealthAddress is host:port of the HTTP health server; empty disables it.
+	HealthAddress string
+
+	TLS      bool
+	CertFile string
+	KeyFile  string
+
+	Mode                Mode
+	BodyLimit           int // bytes of request body inspected; 0 disables body inspection
+	ResponseBodies      bool
+	WAFTimeout          time.Duration
+	ObservabilityMode   bool
+	RulesFile           string // replaces the recommended ruleset when set
+	PolicyFile          string
+	BlockedTemplateJSON string
+	BlockedTemplateHTML string
+
+	ClientIPHeader string
+	TrustedHops    int
+	TrustedCIDRs   []netip.Prefix
+	UserIDHeader   string
+
+	// APIInterval is how often one request per gateway, route and method is sampled
+	// for API schema extraction; 0 disables API discovery.
+	APIInterval time.Duration
+
+	EventBuffer     int
+	ShutdownTimeout time.Duration
+}
+
+// NewConfig returns a Config with the documented defaults.
+func NewConfig() Config {
+	return Config{
+		Address:         "127.0.0.1:18080",
+		HealthAddress:   "127.0.0.1:18081",
+		Mode:            ModeBlock,
+		BodyLimit:       DefaultBodyLimit,
+		WAFTimeout:      DefaultWAFTimeout,
+		APIInterval:     DefaultAPIInterval,
+		EventBuffer:     1000,
+		ShutdownTimeout: 10 * time.Second,
+	}
+}
+
+// Validate names the offending field.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Address == "" && c.UnixSocket == "" {
+		errs = append(errs, errors.New("address: need a host:port or a unix socket path"))
+	}
+	if _, err := ParseMode(string(c.Mode)); err != nil {
+		errs = append(errs, err)
+	}
+	if c.BodyLimit < 0 {
+		errs = append(errs, fmt.Errorf("body limit %d: must be >= 0", c.BodyLimit))
+	}
+	if c.WAFTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("waf timeout %s: must be > 0", c.WAFTimeout))
+	}
+	if c.TrustedHops < 0 {
+		errs = append(errs, fmt.Errorf("trusted hops %d: must be >= 0", c.TrustedHops))
+	}
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		errs = append(errs, errors.New("tls: cert file and key file go together"))
+	}
+	if c.APIInterval < 0 {
+		errs = append(errs, fmt.Errorf("api discovery interval %s: must be >= 0", c.APIInterval))
+	}
+	return errors.Join(errs...)
+}

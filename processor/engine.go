@@ -1,0 +1,238 @@
+package processor
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	waf "github.com/DataDog/go-libddwaf/v4"
+	"github.com/DataDog/go-libddwaf/v4/timer"
+)
+
+// Obfuscation regexes of Datadog's tracers, so that event values are redacted the same way.
+const (
+	obfuscatorKeyRegex   = `(?i)(?:p(?:ass)?w(?:or)?d|pass(?:_?phrase)?|secret|(?:api_?|private_?|public_?)key)|token|consumer_?(?:id|key|secret)|sign(?:ed|ature)|bearer|authorization`
+	obfuscatorValueRegex = `(?i)(?:p(?:ass)?w(?:or)?d|pass(?:_?phrase)?|secret|(?:api_?|private_?|public_?|access_?|secret_?)key(?:_?id)?|token|consumer_?(?:id|key|secret)|sign(?:ed|ature)?|auth(?:entication|orization)?)(?:\s*=[^;]|"\s*:\s*"[^"]+")|bearer\s+[a-z0-9\._\-]+|token:[a-z0-9]{13}|gh[opsu]_[0-9a-zA-Z]{36}|ey[I-L][\w=-]+\.ey[I-L][\w=-]+(?:\.[\w.+\/=-]+)?|[\-]{5}BEGIN[a-z\s]+PRIVATE\sKEY[\-]{5}[^\-]+[\-]{5}END[a-z\s]+PRIVATE\sKEY|ssh-rsa\s*[a-z0-9\/\.+]{100,}`
+)
+
+// Builder paths of the configuration fragments the engine owns.
+const (
+	pathRules    = "wafplane/rules"
+	pathBlocking = "wafplane/blocking"
+	pathPolicy   = "wafplane/policy"
+)
+
+// blockAttacks turns on_match: block on for every attack rule. Whether a request is
+// really blocked is decided per stream by its mode, so one handle serves all modes.
+var blockAttacks = map[string]any{
+	"rules_override": []any{map[string]any{
+		"rules_target": []any{map[string]any{"tags": map[string]any{"category": "attack_attempt"}}},
+		"on_match":     []any{"block"},
+	}},
+}
+
+// RulesInfo describes the loaded ruleset for /rules and the health endpoint.
+type RulesInfo struct {
+	Version     string              `json:"version"`
+	Source      string              `json:"source"`
+	Loaded      int                 `json:"rules_loaded"`
+	Failed      int                 `json:"rules_failed"`
+	Errors      map[string][]string `json:"errors,omitempty"`
+	Addresses   []string            `json:"addresses"`
+	Actions     []string            `json:"actions"`
+	PolicyFile  string              `json:"policy_file,omitempty"`
+	PolicyError string              `json:"policy_error,omitempty"`
+	LibVersion  string              `json:"libddwaf_version"`
+}
+
+// engine owns the libddwaf builder and the current handle. Rebuilds swap the handle
+// atomically; contexts opened on the old handle keep it alive until they close.
+type engine struct {
+	mu      sync.Mutex // guards builder, which libddwaf does not make thread safe
+	builder *waf.Builder
+	handle  atomic.Pointer[waf.Handle]
+	info    atomic.Pointer[RulesInfo]
+	policy  []byte // the JSON fragment in force, to restore after a rejected update
+}
+
+func newEngine(rulesFile string) (*engine, error) {
+	if ok, err := waf.Usable(); !ok {
+		return nil, fmt.Errorf("libddwaf is not usable on this platform: %w", err)
+	}
+	b, err := waf.NewBuilder(obfuscatorKeyRegex, obfuscatorValueRegex)
+	if err != nil {
+		return nil, fmt.Errorf("libddwaf builder: %w", err)
+	}
+	e := &engine{builder: b}
+	info := RulesInfo{Source: "embedded recommended ruleset", LibVersion: waf.Version()}
+	var diag waf.Diagnostics
+	if rulesFile == "" {
+		diag, err = b.AddDefaultRecommendedRuleset()
+	} else {
+		info.Source = rulesFile
+		var rules map[string]any
+		rules, err = readJSONFile(rulesFile)
+		if err == nil {
+			diag, err = b.AddOrUpdateConfig(pathRules, rules)
+		}
+	}
+	if err == nil {
+		err = diag.TopLevelError()
+	}
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("ruleset %s: %w", info.Source, err)
+	}
+	info.Version = diag.Version
+	if diag.Rules != nil {
+		info.Loaded, info.Failed, info.Errors = len(diag.Rules.Loaded), len(diag.Rules.Failed), diag.Rules.Errors
+	}
+	if _, err := b.AddOrUpdateConfig(pathBlocking, blockAttacks); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("ruleset blocking override: %w", err)
+	}
+	if err := e.build(&info); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+func readJSONFile(path string) (map[string]any, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var v map[string]any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return v, nil
+}
+
+// build makes a new handle from the builder and publishes it. Callers hold mu or are the constructor.
+func (e *engine) build(info *RulesInfo) error {
+	h := e.builder.Build()
+	if h == nil {
+		return errors.New("libddwaf could not build a WAF handle from the configuration")
+	}
+	info.Addresses = sorted(h.Addresses())
+	info.Actions = sorted(h.Actions())
+	e.info.Store(info)
+	if old := e.handle.Swap(h); old != nil {
+		old.Close()
+	}
+	return nil
+}
+
+func sorted(s []string) []string {
+	sort.Strings(s)
+	return s
+}
+
+// timerKey names the one timer component every run of a request charges, so that the
+// budget covers the whole request and not each run.
+const timerKey timer.Key = "waf"
+
+// acquire opens a WAF context on the current handle with the request's time budget.
+// NewContext fails if a rebuild released that handle in between; then it retries on the new one.
+func (e *engine) acquire(budget time.Duration) (*waf.Context, error) {
+	for range 3 {
+		h := e.handle.Load()
+		if h == nil {
+			return nil, errors.New("no WAF handle")
+		}
+		ctx, err := h.NewContext(timer.WithBudget(budget), timer.WithComponents(timerKey))
+		if err == nil {
+			return ctx, nil
+		}
+	}
+	return nil, errors.New("could not open a WAF context")
+}
+
+// applyPolicy replaces the policy fragment and rebuilds. A fragment libddwaf rejects
+// leaves the previous policy and handle in force.
+func (e *engine) applyPolicy(source string, fragment map[string]any) error {
+	raw, err := json.Marshal(fragment)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.setPolicy(fragment); err != nil {
+		e.restorePolicy()
+		return err
+	}
+	info := *e.info.Load()
+	info.PolicyFile, info.PolicyError = source, ""
+	if err := e.build(&info); err != nil {
+		e.restorePolicy()
+		return err
+	}
+	e.policy = raw
+	return nil
+}
+
+func (e *engine) setPolicy(fragment map[string]any) error {
+	e.builder.RemoveConfig(pathPolicy)
+	if len(fragment) == 0 {
+		return nil
+	}
+	diag, err := e.builder.AddOrUpdateConfig(pathPolicy, fragment)
+	if err != nil {
+		return fmt.Errorf("libddwaf rejected the policy: %w", err)
+	}
+	if err := diagnosticsError(diag); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (e *engine) restorePolicy() {
+	e.builder.RemoveConfig(pathPolicy)
+	if e.policy == nil {
+		return
+	}
+	var prev map[string]any
+	if json.Unmarshal(e.policy, &prev) == nil && len(prev) > 0 {
+		_, _ = e.builder.AddOrUpdateConfig(pathPolicy, prev)
+	}
+}
+
+// diagnosticsError turns per-feature errors of libddwaf into one error naming the feature.
+func diagnosticsError(d waf.Diagnostics) error {
+	var errs []error
+	d.EachFeature(func(name string, f *waf.Feature) {
+		if f.Error != "" {
+			errs = append(errs, fmt.Errorf("%s: %s", name, f.Error))
+		}
+		for msg, ids := range f.Errors {
+			errs = append(errs, fmt.Errorf("%s %v: %s", name, ids, msg))
+		}
+	})
+	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+	return errors.Join(errs...)
+}
+
+// reportPolicyError keeps the policy error visible on /rules and the health detail.
+func (e *engine) reportPolicyError(source string, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	info := *e.info.Load()
+	info.PolicyFile, info.PolicyError = source, err.Error()
+	e.info.Store(&info)
+}
+
+func (e *engine) close() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if h := e.handle.Swap(nil); h != nil {
+		h.Close()
+	}
+	e.builder.Close()
+}

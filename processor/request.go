@@ -1,0 +1,200 @@
+package processor
+
+import (
+	"net/url"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+)
+
+// Addresses of libddwaf's data model that the processor fills.
+const (
+	addrMethod          = "server.request.method"
+	addrURIRaw          = "server.request.uri.raw"
+	addrQuery           = "server.request.query"
+	addrPathParams      = "server.request.path_params"
+	addrHeaders         = "server.request.headers.no_cookies"
+	addrCookies         = "server.request.cookies"
+	addrClientIP        = "http.client_ip"
+	addrUserID          = "usr.id"
+	addrBody            = "server.request.body"
+	addrFilenames       = "server.request.body.filenames"
+	addrResponseStatus  = "server.response.status"
+	addrResponseHeaders = "server.response.headers.no_cookies"
+	addrResponseBody    = "server.response.body"
+	addrProcessor       = "waf.context.processor"
+)
+
+// headerValue prefers raw_value, where Envoy puts header values, and accepts value too.
+func headerValue(h *corev3.HeaderValue) string {
+	if len(h.GetRawValue()) > 0 {
+		return string(h.GetRawValue())
+	}
+	return h.GetValue()
+}
+
+// request is what the processor knows of one HTTP request after its headers.
+type request struct {
+	method      string
+	uri         string // path and query only
+	path        string
+	authority   string
+	headers     map[string][]string // lowercase keys, no pseudo-headers, no cookie
+	cookies     map[string][]string
+	contentType string
+	accept      string
+	requestID   string
+	grpc        bool
+	hasBody     bool
+}
+
+// parseRequestHeaders reads what Envoy sends on request_headers. Missing pseudo-headers
+// leave fields empty; nothing here fails.
+func parseRequestHeaders(hm *corev3.HeaderMap) *request {
+	r := &request{headers: make(map[string][]string, len(hm.GetHeaders()))}
+	for _, h := range hm.GetHeaders() {
+		key := strings.ToLower(h.GetKey())
+		val := headerValue(h)
+		switch key {
+		case ":method":
+			r.method = val
+		case ":path":
+			r.uri = originForm(val)
+		case ":authority":
+			r.authority = val
+		case "cookie":
+			parseCookies(val, &r.cookies)
+			continue
+		}
+		if strings.HasPrefix(key, ":") || key == "" {
+			continue
+		}
+		switch key {
+		case "content-type":
+			r.contentType = val
+			r.grpc = strings.HasPrefix(strings.ToLower(val), "application/grpc")
+		case "accept":
+			r.accept = val
+		case "x-request-id":
+			r.requestID = val
+		}
+		r.headers[key] = append(r.headers[key], val)
+	}
+	if r.authority != "" && r.headers["host"] == nil {
+		r.headers["host"] = []string{r.authority}
+	}
+	r.path, _, _ = strings.Cut(r.uri, "?")
+	return r
+}
+
+// originForm strips scheme and authority from an absolute-form request target.
+func originForm(target string) string {
+	if i := strings.Index(target, "://"); i > 0 && !strings.ContainsAny(target[:i], "/?") {
+		rest := target[i+3:]
+		if j := strings.IndexAny(rest, "/?"); j >= 0 {
+			return rest[j:]
+		}
+		return "/"
+	}
+	return target
+}
+
+// addresses returns the request-phase addresses for the WAF.
+func (r *request) addresses(clientIP, userID string) map[string]any {
+	a := map[string]any{
+		addrMethod:  r.method,
+		addrURIRaw:  r.uri,
+		addrHeaders: r.headers,
+	}
+	if _, rawQuery, ok := strings.Cut(r.uri, "?"); ok {
+		a[addrQuery] = parseQuery(rawQuery)
+	}
+	if params := pathSegments(r.path); len(params) > 0 {
+		a[addrPathParams] = params
+	}
+	if len(r.cookies) > 0 {
+		a[addrCookies] = r.cookies
+	}
+	if clientIP != "" {
+		a[addrClientIP] = clientIP
+	}
+	if userID != "" {
+		a[addrUserID] = userID
+	}
+	return a
+}
+
+// unescape decodes percent-encoding and keeps the raw text when it is invalid, so that a
+// malformed escape never hides a payload from the rules.
+func unescape(s string, plusIsSpace bool) string {
+	if plusIsSpace {
+		if v, err := url.QueryUnescape(s); err == nil {
+			return v
+		}
+		return s
+	}
+	if v, err := url.PathUnescape(s); err == nil {
+		return v
+	}
+	return s
+}
+
+// parseQuery is url.ParseQuery without its all-or-nothing error on bad escapes.
+func parseQuery(raw string) map[string][]string {
+	q := map[string][]string{}
+	for part := range strings.SplitSeq(raw, "&") {
+		if part == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(part, "=")
+		k = unescape(k, true)
+		q[k] = append(q[k], unescape(v, true))
+	}
+	return q
+}
+
+// pathSegments gives the decoded path segments, so that payloads placed in the path reach
+// the rules that read path parameters.
+func pathSegments(path string) []string {
+	var out []string
+	for seg := range strings.SplitSeq(path, "/") {
+		if seg != "" {
+			out = append(out, unescape(seg, false))
+		}
+	}
+	return out
+}
+
+func parseCookies(header string, into *map[string][]string) {
+	for part := range strings.SplitSeq(header, ";") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(part, "=")
+		if *into == nil {
+			*into = map[string][]string{}
+		}
+		(*into)[k] = append((*into)[k], unescape(strings.Trim(v, `"`), false))
+	}
+}
+
+// parseResponseHeaders returns the status and the headers without cookies.
+func parseResponseHeaders(hm *corev3.HeaderMap) (status string, headers map[string][]string, contentType string) {
+	headers = make(map[string][]string, len(hm.GetHeaders()))
+	for _, h := range hm.GetHeaders() {
+		key := strings.ToLower(h.GetKey())
+		val := headerValue(h)
+		switch {
+		case key == ":status":
+			status = val
+		case strings.HasPrefix(key, ":"), key == "set-cookie", key == "":
+		default:
+			if key == "content-type" {
+				contentType = val
+			}
+			headers[key] = append(headers[key], val)
+		}
+	}
+	return status, headers, contentType
+}

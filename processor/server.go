@@ -1,0 +1,128 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+)
+
+// maxMessageSize allows bodies Envoy buffers beyond our limit; we cut them ourselves.
+const maxMessageSize = 64 << 20
+
+// Start serves the health endpoint at once (503), loads the ruleset, then serves ext_proc
+// until ctx ends, and stops gracefully within the shutdown timeout.
+func (p *Processor) Start(ctx context.Context) error {
+	tlsCfg, err := p.cfg.serverTLSConfig()
+	if err != nil {
+		return err
+	}
+	lis, err := p.listen()
+	if err != nil {
+		return err
+	}
+	defer lis.Close()
+
+	g, ctx := errgroup.WithContext(ctx)
+	if p.cfg.HealthAddress != "" {
+		hl, err := net.Listen("tcp", p.cfg.HealthAddress)
+		if err != nil {
+			return fmt.Errorf("health listener %s: %w", p.cfg.HealthAddress, err)
+		}
+		hs := &http.Server{Handler: p.HealthHandler(), ReadHeaderTimeout: 5 * time.Second}
+		g.Go(func() error { return serveHTTP(ctx, hs, hl, p.cfg.ShutdownTimeout) })
+	}
+	if err := p.load(); err != nil {
+		return err
+	}
+	defer p.engine.Load().close()
+
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(maxMessageSize),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	}
+	if tlsCfg != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
+	}
+	gs := grpc.NewServer(opts...)
+	extprocv3.RegisterExternalProcessorServer(gs, p)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	g.Go(func() error {
+		p.log.Info("ext_proc listening", "address", lis.Addr().String(), "tls", tlsCfg != nil, "mode", p.cfg.Mode,
+			"body_limit", p.cfg.BodyLimit, "waf_timeout", p.cfg.WAFTimeout)
+		if err := gs.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("ext_proc server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		hs.Shutdown()
+		stopGracefully(gs, p.cfg.ShutdownTimeout)
+		return nil
+	})
+	if p.cfg.PolicyFile != "" {
+		g.Go(func() error { return p.watchPolicy(ctx) })
+	}
+	return g.Wait()
+}
+
+// listen opens the Unix socket or the TCP port and records the address (tests use port 0).
+func (p *Processor) listen() (net.Listener, error) {
+	if path := p.cfg.UnixSocket; path != "" {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("unix socket %s: %w", path, err)
+		}
+		lis, err := net.Listen("unix", path)
+		if err != nil {
+			return nil, fmt.Errorf("unix socket %s: %w", path, err)
+		}
+		p.setAddr(lis.Addr())
+		return lis, nil
+	}
+	lis, err := net.Listen("tcp", p.cfg.Address)
+	if err != nil {
+		return nil, fmt.Errorf("ext_proc listener %s: %w", p.cfg.Address, err)
+	}
+	p.setAddr(lis.Addr())
+	return lis, nil
+}
+
+func stopGracefully(gs *grpc.Server, timeout time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		gs.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		gs.Stop()
+	}
+}
+
+// serveHTTP serves until ctx ends, then shuts down within timeout.
+func serveHTTP(ctx context.Context, srv *http.Server, lis net.Listener, timeout time.Duration) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	}
+}
