@@ -24,6 +24,7 @@ const (
 const (
 	pathRules    = "wafplane/rules"
 	pathBlocking = "wafplane/blocking"
+	pathCookies  = "wafplane/cookies"
 	pathPolicy   = "wafplane/policy"
 )
 
@@ -34,6 +35,28 @@ var blockAttacks = map[string]any{
 		"rules_target": []any{map[string]any{"tags": map[string]any{"category": "attack_attempt"}}},
 		"on_match":     []any{"block"},
 	}},
+}
+
+// cookieRules fill a gap of the recommended ruleset, which reads cookies only for JWT
+// bypasses: cookies carry SQL injection and XSS as well as any parameter does.
+var cookieRules = map[string]any{
+	"custom_rules": []any{
+		cookieRule("wafplane-cookie-sqli", "SQL injection in a cookie", "sql_injection", "is_sqli"),
+		cookieRule("wafplane-cookie-xss", "XSS in a cookie", "xss", "is_xss"),
+	},
+}
+
+func cookieRule(id, name, typ, operator string) map[string]any {
+	return map[string]any{
+		"id": id, "name": name,
+		"tags": map[string]any{"type": typ, "category": "attack_attempt"},
+		"conditions": []any{map[string]any{
+			"operator":   operator,
+			"parameters": map[string]any{"inputs": []any{map[string]any{"address": "server.request.cookies"}}},
+		}},
+		"transformers": []any{"removeNulls"},
+		"on_match":     []any{"block"}, // rules_override does not reach custom rules
+	}
 }
 
 // RulesInfo describes the loaded ruleset for /rules and the health endpoint.
@@ -92,9 +115,15 @@ func newEngine(rulesFile string) (*engine, error) {
 	if diag.Rules != nil {
 		info.Loaded, info.Failed, info.Errors = len(diag.Rules.Loaded), len(diag.Rules.Failed), diag.Rules.Errors
 	}
-	if _, err := b.AddOrUpdateConfig(pathBlocking, blockAttacks); err != nil {
-		b.Close()
-		return nil, fmt.Errorf("ruleset blocking override: %w", err)
+	for path, fragment := range map[string]map[string]any{pathCookies: cookieRules, pathBlocking: blockAttacks} {
+		d, err := b.AddOrUpdateConfig(path, fragment)
+		if err == nil {
+			err = diagnosticsError(d)
+		}
+		if err != nil {
+			b.Close()
+			return nil, fmt.Errorf("ruleset %s: %w", path, err)
+		}
 	}
 	if err := e.build(&info); err != nil {
 		b.Close()

@@ -18,6 +18,7 @@ type Policy struct {
 	BlockedIPs   []BlockedValue   `json:"blocked_ips,omitempty"`
 	BlockedUsers []BlockedValue   `json:"blocked_users,omitempty"`
 	CustomRules  []map[string]any `json:"custom_rules,omitempty"`
+	Actions      []map[string]any `json:"actions,omitempty"` // custom actions: block pages, redirects
 	Exclusions   []Exclusion      `json:"exclusions,omitempty"`
 	Rules        []RuleOverride   `json:"rules,omitempty"`
 }
@@ -81,6 +82,11 @@ func (p *Policy) Validate() error {
 			errs = append(errs, fmt.Errorf("custom_rules[%d].id: missing", i))
 		}
 	}
+	for i, a := range p.Actions {
+		if id, _ := a["id"].(string); id == "" {
+			errs = append(errs, fmt.Errorf("actions[%d].id: missing", i))
+		}
+	}
 	for i, x := range p.Exclusions {
 		if x.ID == "" {
 			errs = append(errs, fmt.Errorf("exclusions[%d].id: missing", i))
@@ -140,6 +146,13 @@ func (p *Policy) fragment() map[string]any {
 			rules[i] = r
 		}
 		out["custom_rules"] = rules
+	}
+	if len(p.Actions) > 0 {
+		actions := make([]any, len(p.Actions))
+		for i, a := range p.Actions {
+			actions[i] = a
+		}
+		out["actions"] = actions
 	}
 	if len(p.Exclusions) > 0 {
 		var xs []any

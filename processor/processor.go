@@ -35,6 +35,9 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Processor, e
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if log == nil {
+		log = slog.Default()
+	}
 	t, err := loadTemplates(cfg.BlockedTemplateJSON, cfg.BlockedTemplateHTML)
 	if err != nil {
 		return nil, err
