@@ -180,7 +180,9 @@ func preferHTML(accept string) bool {
 		ranges = append(ranges, rng{typ, sub, q})
 	}
 	// Most specific first: type/sub, then type/*, then */*.
-	sort.SliceStable(ranges, func(i, j int) bool { return specificity(ranges[i].typ, ranges[i].sub) > specificity(ranges[j].typ, ranges[j].sub) })
+	sort.SliceStable(ranges, func(i, j int) bool {
+		return specificity(ranges[i].typ, ranges[i].sub) > specificity(ranges[j].typ, ranges[j].sub)
+	})
 	quality := func(typ, sub string) float64 {
 		for _, r := range ranges {
 			if (r.typ == typ || r.typ == "*") && (r.sub == sub || r.sub == "*") {

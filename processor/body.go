@@ -141,7 +141,8 @@ func parseMultipart(body []byte, boundary string) parsedBody {
 }
 
 // parseXML builds element name → children, with attribute values and text as strings.
-// DOCTYPE and other directives are kept as text, so that entity declarations reach the XXE rules.
+// DOCTYPE and other directives are kept as text, so that entity declarations reach the XXE
+// rules. A document that does not parse is also given whole as text.
 func parseXML(body []byte) any {
 	d := xml.NewDecoder(bytes.NewReader(body))
 	d.Strict = false
@@ -151,6 +152,10 @@ func parseXML(body []byte) any {
 	for tokens := 0; tokens < 100000; tokens++ {
 		tok, err := d.RawToken()
 		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				// What could not be parsed is exactly what an evasion hides: inspect it as text too.
+				return []any{root.tree(), textChunks(body)}
+			}
 			break
 		}
 		top := stack[len(stack)-1]

@@ -76,4 +76,3 @@ func relevant(ev fsnotify.Event, file string) bool {
 	name := filepath.Clean(ev.Name)
 	return name == filepath.Clean(file) || filepath.Base(name) == "..data"
 }
-

@@ -51,7 +51,7 @@ func attacks(t *testing.T) map[string]httpExchange {
 			body: []byte(`{"order":{"note":"` + sqli + `"}}`)},
 		"form body": {method: "POST", path: "/login", headers: [][2]string{{"content-type", "application/x-www-form-urlencoded"}},
 			body: []byte("user=bob&comment=" + strings.ReplaceAll(xss, " ", "+"))},
-		"multipart field": {method: "POST", path: "/upload", headers: [][2]string{{"content-type", mpType}}, body: mpBody},
+		"multipart field":    {method: "POST", path: "/upload", headers: [][2]string{{"content-type", mpType}}, body: mpBody},
 		"multipart filename": {method: "POST", path: "/upload", headers: [][2]string{{"content-type", fileType}}, body: fileBody},
 		"xml body": {method: "POST", path: "/soap", headers: [][2]string{{"content-type", "application/xml"}},
 			body: []byte(`<?xml version="1.0"?><!DOCTYPE foo [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><order><note>&xxe;</note></order>`)},
