@@ -1,0 +1,99 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func parseProcessorFlags(t *testing.T, args ...string) (*processorFlags, *envFlags) {
+	t.Helper()
+	var f processorFlags
+	env := &envFlags{fs: pflag.NewFlagSet("processor", pflag.ContinueOnError)}
+	f.register(env, "0.0.0.0", 443, 80, true)
+	if err := env.fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return &f, env
+}
+
+// Datadog's service-extensions-callout variables configure the processor unchanged.
+func TestDatadogEnvironmentVariables(t *testing.T) {
+	for k, v := range map[string]string{
+		"DD_SERVICE_EXTENSION_HOST":               "127.0.0.1",
+		"DD_SERVICE_EXTENSION_PORT":               "8443",
+		"DD_SERVICE_EXTENSION_HEALTHCHECK_PORT":   "8080",
+		"DD_SERVICE_EXTENSION_TLS":                "false",
+		"DD_SERVICE_EXTENSION_OBSERVABILITY_MODE": "true",
+		"DD_APPSEC_BODY_PARSING_SIZE_LIMIT":       "2048",
+		"DD_APPSEC_WAF_TIMEOUT":                   "2500",
+		"DD_APPSEC_RULES":                         "/etc/rules.json",
+		"DD_APPSEC_HTTP_BLOCKED_TEMPLATE_JSON":    "/etc/b.json",
+		"DD_APPSEC_HTTP_BLOCKED_TEMPLATE_HTML":    "/etc/b.html",
+		"DD_TRACE_CLIENT_IP_HEADER":               "x-real-ip",
+		"DD_SERVICE_EXTENSION_UDS_PATH":           "/run/extproc.sock",
+	} {
+		t.Setenv(k, v)
+	}
+	f, env := parseProcessorFlags(t)
+	if len(env.errs) > 0 {
+		t.Fatal(env.errs)
+	}
+	cfg, err := f.config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Address != "127.0.0.1:8443" || cfg.HealthAddress != "127.0.0.1:8080" || cfg.TLS || !cfg.ObservabilityMode ||
+		cfg.BodyLimit != 2048 || cfg.WAFTimeout != 2500*time.Microsecond || cfg.RulesFile != "/etc/rules.json" ||
+		cfg.BlockedTemplateJSON != "/etc/b.json" || cfg.BlockedTemplateHTML != "/etc/b.html" ||
+		cfg.ClientIPHeader != "x-real-ip" || cfg.UnixSocket != "/run/extproc.sock" {
+		t.Fatalf("config from Datadog variables: %+v", cfg)
+	}
+}
+
+func TestDatadogDefaults(t *testing.T) {
+	f, _ := parseProcessorFlags(t)
+	cfg, err := f.config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Address != "0.0.0.0:443" || cfg.HealthAddress != "0.0.0.0:80" || !cfg.TLS || cfg.Mode != "block" {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+}
+
+func TestFlagsBeatEnvironment(t *testing.T) {
+	t.Setenv("WAFPLANE_MODE", "monitor")
+	t.Setenv("DD_SERVICE_EXTENSION_PORT", "9000")
+	t.Setenv("WAFPLANE_PORT", "9001")
+	f, _ := parseProcessorFlags(t, "--mode", "off")
+	cfg, err := f.config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Mode != "off" || cfg.Address != "0.0.0.0:9001" {
+		t.Fatalf("mode %s address %s", cfg.Mode, cfg.Address)
+	}
+}
+
+func TestBadValuesNameTheirSource(t *testing.T) {
+	t.Setenv("DD_SERVICE_EXTENSION_TLS", "maybe")
+	t.Setenv("DD_APPSEC_WAF_TIMEOUT", "soon")
+	_, env := parseProcessorFlags(t)
+	joined := ""
+	for _, e := range env.errs {
+		joined += e.Error() + "\n"
+	}
+	if !strings.Contains(joined, "DD_SERVICE_EXTENSION_TLS") || !strings.Contains(joined, "DD_APPSEC_WAF_TIMEOUT") {
+		t.Fatalf("errors: %s", joined)
+	}
+	f, _ := parseProcessorFlags(t, "--mode", "loud", "--trusted-cidrs", "10.0.0.0/33", "--port", "70000")
+	_, err := f.config()
+	for _, want := range []string{"--mode", "--trusted-cidrs", "--port"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v should name %s", err, want)
+		}
+	}
+}
