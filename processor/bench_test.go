@@ -1,0 +1,150 @@
+package processor
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	waf "github.com/DataDog/go-libddwaf/v4"
+)
+
+// jsonDocument builds a benign JSON body of about size bytes, shaped like an API payload.
+func jsonDocument(size int) []byte {
+	type item struct {
+		SKU   string  `json:"sku"`
+		Name  string  `json:"name"`
+		Qty   int     `json:"qty"`
+		Price float64 `json:"price"`
+		Tags  []string
+	}
+	doc := map[string]any{"customer": map[string]any{"id": 4211, "email": "jane@example.com", "address": map[string]any{
+		"street": "12 Rue des Lilas", "city": "Lyon", "zip": "69003"}}}
+	var items []item
+	for i := 0; ; i++ {
+		items = append(items, item{SKU: fmt.Sprintf("SKU-%05d", i), Name: "Stainless steel water bottle 750ml", Qty: i%4 + 1,
+			Price: 19.99, Tags: []string{"kitchen", "outdoor"}})
+		doc["items"] = items
+		if b, _ := json.Marshal(doc); len(b) >= size {
+			return b
+		}
+	}
+}
+
+type benchCase struct {
+	name string
+	x    httpExchange
+}
+
+func benchCases() []benchCase {
+	headers := [][2]string{{"user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36"}, {"accept", "application/json"},
+		{"accept-encoding", "gzip, br"}, {"x-request-id", "6c1f0e0e-95b8-4b8a-a1c6-1b8ff3a1e4b2"}, {"cookie", "session=abc123; theme=dark"}}
+	post := func(size int) httpExchange {
+		return httpExchange{method: "POST", path: "/api/orders", headers: append([][2]string{{"content-type", "application/json"}}, headers...),
+			body: jsonDocument(size), sourceAddress: "198.51.100.7:41000", respHeaders: [][2]string{{"content-type", "application/json"}}}
+	}
+	return []benchCase{
+		{"GET", httpExchange{path: "/products/42?ref=home&page=2", headers: headers, sourceAddress: "198.51.100.7:41000",
+			respHeaders: [][2]string{{"content-type", "text/html"}}}},
+		{"POST-1KiB-JSON", post(1 << 10)},
+		{"POST-8KiB-JSON", post(8 << 10)},
+	}
+}
+
+// BenchmarkWAF measures libddwaf alone on the same requests: the floor under the round trip.
+// "tree" encodes the body as a decoded Go map, as a naive processor does; "stream" is ours.
+func BenchmarkWAF(b *testing.B) {
+	e, err := newEngine("")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.close()
+	for _, bc := range benchCases() {
+		req := parseRequestHeaders(bc.x.requestHeaderMap())
+		for _, enc := range []string{"stream", "tree"} {
+			if len(bc.x.body) == 0 && enc == "tree" {
+				continue
+			}
+			b.Run(bc.name+"/"+enc, func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					ctx, err := e.acquire(time.Second)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if _, err := ctx.Run(waf.RunAddressData{Persistent: req.addresses("198.51.100.7", ""), TimerKey: timerKey}); err != nil {
+						b.Fatal(err)
+					}
+					if len(bc.x.body) > 0 {
+						var body any = jsonBody(bc.x.body)
+						if enc == "tree" {
+							var tree any
+							_ = json.Unmarshal(bc.x.body, &tree)
+							body = tree
+						}
+						if _, err := ctx.Run(waf.RunAddressData{Persistent: map[string]any{addrBody: body}, TimerKey: timerKey}); err != nil {
+							b.Fatal(err)
+						}
+					}
+					ctx.Close()
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkRoundTrip measures the full ext_proc exchange over loopback gRPC, as Envoy
+// drives it (request headers, body when there is one, response headers), and reports
+// latency percentiles and throughput.
+func BenchmarkRoundTrip(b *testing.B) {
+	cfg := testConfig()
+	cfg.WAFTimeout = DefaultWAFTimeout
+	r := startProcessor(b, cfg)
+	for _, bc := range benchCases() {
+		for _, conc := range []int{1, 8} {
+			b.Run(fmt.Sprintf("%s/c%d", bc.name, conc), func(b *testing.B) {
+				latencies := make([]time.Duration, 0, b.N)
+				var mu sync.Mutex
+				work := make(chan struct{}, b.N)
+				for range b.N {
+					work <- struct{}{}
+				}
+				close(work)
+				start := time.Now()
+				var wg sync.WaitGroup
+				for range conc {
+					wg.Go(func() {
+						var mine []time.Duration
+						for range work {
+							t0 := time.Now()
+							out, err := r.envoy.exchange(bc.x)
+							if err != nil || out.blocked() {
+								b.Errorf("exchange: %v blocked=%v", err, out.blocked())
+								return
+							}
+							mine = append(mine, time.Since(t0))
+						}
+						mu.Lock()
+						latencies = append(latencies, mine...)
+						mu.Unlock()
+					})
+				}
+				wg.Wait()
+				elapsed := time.Since(start)
+				sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
+				pct := func(p float64) float64 {
+					if len(latencies) == 0 {
+						return 0
+					}
+					return float64(latencies[min(len(latencies)-1, int(p*float64(len(latencies))))].Microseconds())
+				}
+				b.ReportMetric(pct(0.50), "p50-µs")
+				b.ReportMetric(pct(0.99), "p99-µs")
+				b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
+			})
+		}
+	}
+}
+
