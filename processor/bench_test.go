@@ -11,8 +11,9 @@ import (
 	waf "github.com/DataDog/go-libddwaf/v4"
 )
 
-// jsonDocument builds a benign JSON body of about size bytes, shaped like an API payload.
-func jsonDocument(size int) []byte {
+// jsonDocument builds a benign JSON body of about size bytes, shaped like an API payload:
+// a list of items that repeat names and tags, or, with unique, where every string differs.
+func jsonDocument(size int, unique bool) []byte {
 	type item struct {
 		SKU   string  `json:"sku"`
 		Name  string  `json:"name"`
@@ -24,8 +25,13 @@ func jsonDocument(size int) []byte {
 		"street": "12 Rue des Lilas", "city": "Lyon", "zip": "69003"}}}
 	var items []item
 	for i := 0; ; i++ {
-		items = append(items, item{SKU: fmt.Sprintf("SKU-%05d", i), Name: "Stainless steel water bottle 750ml", Qty: i%4 + 1,
-			Price: 19.99, Tags: []string{"kitchen", "outdoor"}})
+		it := item{SKU: fmt.Sprintf("SKU-%05d", i), Name: "Stainless steel water bottle 750ml", Qty: i%4 + 1,
+			Price: 19.99, Tags: []string{"kitchen", "outdoor"}}
+		if unique {
+			it.Name = fmt.Sprintf("Stainless steel water bottle model %d", i)
+			it.Tags = []string{fmt.Sprintf("kitchen-%d", i), fmt.Sprintf("outdoor-%d", i)}
+		}
+		items = append(items, it)
 		doc["items"] = items
 		if b, _ := json.Marshal(doc); len(b) >= size {
 			return b
@@ -41,15 +47,16 @@ type benchCase struct {
 func benchCases() []benchCase {
 	headers := [][2]string{{"user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36"}, {"accept", "application/json"},
 		{"accept-encoding", "gzip, br"}, {"x-request-id", "6c1f0e0e-95b8-4b8a-a1c6-1b8ff3a1e4b2"}, {"cookie", "session=abc123; theme=dark"}}
-	post := func(size int) httpExchange {
+	post := func(size int, unique bool) httpExchange {
 		return httpExchange{method: "POST", path: "/api/orders", headers: append([][2]string{{"content-type", "application/json"}}, headers...),
-			body: jsonDocument(size), sourceAddress: "198.51.100.7:41000", respHeaders: [][2]string{{"content-type", "application/json"}}}
+			body: jsonDocument(size, unique), sourceAddress: "198.51.100.7:41000", respHeaders: [][2]string{{"content-type", "application/json"}}}
 	}
 	return []benchCase{
 		{"GET", httpExchange{path: "/products/42?ref=home&page=2", headers: headers, sourceAddress: "198.51.100.7:41000",
 			respHeaders: [][2]string{{"content-type", "text/html"}}}},
-		{"POST-1KiB-JSON", post(1 << 10)},
-		{"POST-8KiB-JSON", post(8 << 10)},
+		{"POST-1KiB-JSON", post(1<<10, false)},
+		{"POST-8KiB-JSON", post(8<<10, false)},
+		{"POST-8KiB-JSON-unique", post(8<<10, true)},
 	}
 }
 
@@ -147,4 +154,3 @@ func BenchmarkRoundTrip(b *testing.B) {
 		}
 	}
 }
-

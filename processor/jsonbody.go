@@ -44,6 +44,7 @@ func (b jsonBody) Encode(cfg waf.EncoderConfig, obj *waf.WAFObject, depth int) (
 
 type jsonEncoder struct {
 	cfg         waf.EncoderConfig
+	seen        map[string]struct{} // string values already given to the WAF
 	dec         *json.Decoder
 	stop        bool // the input ended or broke, or the time budget ran out
 	tokens      int
@@ -83,7 +84,7 @@ func (e *jsonEncoder) value(tok json.Token, obj *waf.WAFObject, depth int) {
 		}
 		if depth <= 0 {
 			e.truncated(waf.ObjectTooDeep, e.skip())
-			obj.SetInvalid()
+			obj.SetNil()
 			return
 		}
 		if v == '{' {
@@ -140,7 +141,11 @@ func (e *jsonEncoder) object(obj *waf.WAFObject, depth int) {
 			key = key[:e.cfg.MaxStringSize]
 		}
 		item.SetMapKey(e.cfg.Pinner, key)
-		e.value(valTok, &item, depth)
+		if s, ok := valTok.(string); ok && e.repeated(s) {
+			item.SetNil() // the key is still inspected, the repeated value is not
+		} else {
+			e.value(valTok, &item, depth)
+		}
 		items = append(items, item)
 	}
 	if dropped > 0 {
@@ -162,6 +167,9 @@ func (e *jsonEncoder) array(obj *waf.WAFObject, depth int) {
 			e.skipValue(tok)
 			continue
 		}
+		if s, ok := tok.(string); ok && e.repeated(s) {
+			continue
+		}
 		var item waf.WAFObject
 		e.value(tok, &item, depth)
 		if !item.IsUnusable() {
@@ -172,6 +180,21 @@ func (e *jsonEncoder) array(obj *waf.WAFObject, depth int) {
 		e.truncated(waf.ContainerTooLarge, len(items)+dropped)
 	}
 	obj.SetArrayData(e.cfg.Pinner, items)
+}
+
+// repeated reports whether a string value was seen before in this document. libddwaf's
+// cost grows with every string it scans, and API payloads repeat values (statuses, tags,
+// names) many times: a repeat can match nothing its first occurrence did not. No rule of
+// the recommended ruleset reads the body by key path, so dropping repeats loses nothing.
+func (e *jsonEncoder) repeated(s string) bool {
+	if e.seen == nil {
+		e.seen = map[string]struct{}{}
+	}
+	if _, ok := e.seen[s]; ok {
+		return true
+	}
+	e.seen[s] = struct{}{}
+	return false
 }
 
 // skipValue consumes the value that starts with tok.

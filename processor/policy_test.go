@@ -127,3 +127,19 @@ func TestPolicyValidationNamesTheField(t *testing.T) {
 		t.Errorf("missing file: %v", err)
 	}
 }
+
+// The documented example policy loads and libddwaf accepts it.
+func TestExamplePolicyLoads(t *testing.T) {
+	pol, err := LoadPolicy("../deploy/examples/policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := newEngine("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.close()
+	if err := e.applyPolicy("example", pol.fragment()); err != nil {
+		t.Fatalf("libddwaf rejected the example policy: %v", err)
+	}
+}
