@@ -155,3 +155,24 @@ func TestClientCancelClosesContext(t *testing.T) {
 	cancel() // Envoy resets the request
 	eventually(t, "the context to close after cancel", func() bool { return r.p.OpenContexts() == 0 })
 }
+
+// In observability mode Envoy expects no answers: the processor inspects, reports and stays silent.
+func TestObservabilityModeNeverAnswers(t *testing.T) {
+	r := startProcessor(t, testConfig())
+	stream, err := r.envoy.client.Process(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := reqHeaders(hmap(":method", "GET", ":path", "/?q="+strings.ReplaceAll(xss, " ", "+")), true)
+	msg.ObservabilityMode = true
+	if err := stream.Send(msg); err != nil {
+		t.Fatal(err)
+	}
+	stream.CloseSend()
+	if resp, err := stream.Recv(); !errors.Is(err, io.EOF) {
+		t.Fatalf("want no answer and a clean end, got %v, %v", resp, err)
+	}
+	if ev := r.p.events.recent(1); len(ev) != 1 || ev[0].Action != "monitored" {
+		t.Fatalf("events = %+v", ev)
+	}
+}

@@ -33,7 +33,7 @@ func (p *Processor) Process(srv extprocv3.ExternalProcessor_ProcessServer) error
 			s.verdict = "error"
 			return err
 		}
-		if resp != nil && !msg.GetObservabilityMode() && !p.cfg.ObservabilityMode {
+		if resp != nil && !s.observing {
 			if err := srv.Send(resp); err != nil {
 				return err
 			}
@@ -55,6 +55,8 @@ type stream struct {
 	timedOut bool
 	sampled  bool
 	derived  map[string]any
+
+	observing bool // Envoy runs the filter in observability mode: it ignores answers, nothing can block
 
 	req      *request
 	clientIP string
@@ -110,6 +112,7 @@ func protocolError(format string, args ...any) error {
 
 // handle answers one message. done means the stream is over (an immediate response was sent).
 func (s *stream) handle(msg *extprocv3.ProcessingRequest) (resp *extprocv3.ProcessingResponse, done bool, err error) {
+	s.observing = s.observing || msg.GetObservabilityMode() || s.p.cfg.ObservabilityMode
 	if pc := msg.GetProtocolConfig(); pc != nil {
 		s.configuredReqBody, s.configuredRespBody = pc.GetRequestBodyMode(), pc.GetResponseBodyMode()
 	}
@@ -372,7 +375,7 @@ func (s *stream) run(addrs map[string]any, phase string) *extprocv3.ProcessingRe
 	if !v.block && !v.redirect {
 		return nil
 	}
-	if s.settings.mode != ModeBlock || s.p.cfg.ObservabilityMode {
+	if s.settings.mode != ModeBlock || s.observing {
 		s.verdict = "monitored"
 		return nil
 	}
