@@ -105,8 +105,10 @@ func (e *fakeEnvoy) exchange(x httpExchange) (outcome, error) {
 			return false, err
 		}
 		if ir := resp.GetImmediateResponse(); ir != nil {
+			// Envoy ends the stream after an immediate response; waiting for the server's
+			// end also means its report of the request is complete.
 			out.immediate, out.blockedAt = ir, phase
-			return true, nil
+			return true, closeStream(stream)
 		}
 		if !answers(phase, resp) {
 			return false, errors.New("answer " + resp.String() + " does not match " + phase)
