@@ -143,3 +143,41 @@ func TestExamplePolicyLoads(t *testing.T) {
 		t.Fatalf("libddwaf rejected the example policy: %v", err)
 	}
 }
+
+// Kubernetes mounts a ConfigMap as symlinks and swaps its ..data link on update: the watch
+// must react to that as to a write of the file itself.
+func TestPolicyWatchSeesConfigMapSwaps(t *testing.T) {
+	dir := t.TempDir()
+	data1, data2 := dir+"/..2026_11_22_1", dir+"/..2026_11_22_2"
+	for i, d := range []string{data1, data2} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		content := "blocked_ips: []\n"
+		if i == 1 {
+			content = "blocked_ips: [{value: 198.51.100.9}]\n"
+		}
+		writeFile(t, d, "policy.yaml", content)
+	}
+	if err := os.Symlink(data1, dir+"/..data"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("..data/policy.yaml", dir+"/policy.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig()
+	cfg.PolicyFile = dir + "/policy.yaml"
+	r := startProcessor(t, cfg)
+	visitor := httpExchange{path: "/", sourceAddress: "198.51.100.9:1"}
+	if r.envoy.do(t, visitor).blocked() {
+		t.Fatal("blocked before the swap")
+	}
+	// The kubelet's atomic swap: a new link renamed over ..data.
+	if err := os.Symlink(data2, dir+"/..data_tmp"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(dir+"/..data_tmp", dir+"/..data"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the swapped policy", func() bool { return r.envoy.do(t, visitor).blocked() })
+}
