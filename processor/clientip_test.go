@@ -78,3 +78,15 @@ func TestBlockedIPWithForgedForwardedFor(t *testing.T) {
 		t.Fatalf("event = %+v", ev)
 	}
 }
+
+// A client-IP header configured in mixed case (DD_TRACE_CLIENT_IP_HEADER=X-Real-IP) still
+// matches the lowercase header Envoy sends.
+func TestClientIPHeaderCaseInsensitive(t *testing.T) {
+	cfg := testConfig()
+	cfg.ClientIPHeader = "X-Real-IP"
+	cfg.PolicyFile = writeFile(t, t.TempDir(), "policy.yaml", "blocked_ips:\n  - value: 192.0.2.77\n")
+	r := startProcessor(t, cfg)
+	if out := r.envoy.do(t, httpExchange{path: "/", headers: [][2]string{{"x-real-ip", "192.0.2.77"}}}); !out.blocked() {
+		t.Fatal("the configured client-IP header was not read")
+	}
+}

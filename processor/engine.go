@@ -80,7 +80,7 @@ type engine struct {
 	builder *waf.Builder
 	handle  atomic.Pointer[waf.Handle]
 	info    atomic.Pointer[RulesInfo]
-	policy  []byte // the JSON fragment in force, to restore after a rejected update
+	policy  map[string]any // the fragment in force, to restore after a rejected update
 }
 
 func newEngine(rulesFile string) (*engine, error) {
@@ -187,10 +187,6 @@ func (e *engine) acquire(budget time.Duration) (*waf.Context, error) {
 // applyPolicy replaces the policy fragment and rebuilds. A fragment libddwaf rejects
 // leaves the previous policy and handle in force.
 func (e *engine) applyPolicy(source string, fragment map[string]any) error {
-	raw, err := json.Marshal(fragment)
-	if err != nil {
-		return err
-	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err := e.setPolicy(fragment); err != nil {
@@ -203,7 +199,7 @@ func (e *engine) applyPolicy(source string, fragment map[string]any) error {
 		e.restorePolicy()
 		return err
 	}
-	e.policy = raw
+	e.policy = fragment
 	return nil
 }
 
@@ -216,20 +212,13 @@ func (e *engine) setPolicy(fragment map[string]any) error {
 	if err != nil {
 		return fmt.Errorf("libddwaf rejected the policy: %w", err)
 	}
-	if err := diagnosticsError(diag); err != nil {
-		return err
-	}
-	return nil
+	return diagnosticsError(diag)
 }
 
 func (e *engine) restorePolicy() {
 	e.builder.RemoveConfig(pathPolicy)
-	if e.policy == nil {
-		return
-	}
-	var prev map[string]any
-	if json.Unmarshal(e.policy, &prev) == nil && len(prev) > 0 {
-		_, _ = e.builder.AddOrUpdateConfig(pathPolicy, prev)
+	if len(e.policy) > 0 {
+		_, _ = e.builder.AddOrUpdateConfig(pathPolicy, e.policy)
 	}
 }
 

@@ -139,16 +139,7 @@ func TestMalformedInputNeverCrashes(t *testing.T) {
 func TestClientCancelClosesContext(t *testing.T) {
 	r := startProcessor(t, testConfig())
 	ctx, cancel := context.WithCancel(context.Background())
-	stream, err := r.envoy.client.Process(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stream.Send(reqHeaders(hmap(":method", "POST", ":path", "/"), false)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := stream.Recv(); err != nil {
-		t.Fatal(err)
-	}
+	openPOST(t, r.envoy.client, ctx)
 	if r.p.OpenContexts() != 1 {
 		t.Fatalf("open contexts mid-request = %d, want 1", r.p.OpenContexts())
 	}
@@ -175,4 +166,20 @@ func TestObservabilityModeNeverAnswers(t *testing.T) {
 	if ev := r.p.events.recent(1); len(ev) != 1 || ev[0].Action != "monitored" {
 		t.Fatalf("events = %+v", ev)
 	}
+}
+
+// openPOST starts a request whose body is still to come and waits for the headers' answer.
+func openPOST(t *testing.T, client extprocv3.ExternalProcessorClient, ctx context.Context) extprocv3.ExternalProcessor_ProcessClient {
+	t.Helper()
+	stream, err := client.Process(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(reqHeaders(hmap(":method", "POST", ":path", "/"), false)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	return stream
 }

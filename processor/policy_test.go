@@ -57,7 +57,7 @@ func TestPolicyRejectedByLibddwafKeepsPrevious(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig()
 	cfg.PolicyFile = writeFile(t, dir, "policy.yaml", "blocked_users:\n  - value: mallory\n")
-	cfg.UserIDHeader = "x-user"
+	cfg.UserIDHeader = "X-User" // configured as people write it; Envoy sends it lowercase
 	r := startProcessor(t, cfg)
 	mallory := httpExchange{path: "/", headers: [][2]string{{"x-user", "mallory"}}}
 	if !r.envoy.do(t, mallory).blocked() {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -38,6 +39,8 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Processor, e
 	if log == nil {
 		log = slog.Default()
 	}
+	// Header maps hold lowercase keys (HTTP/2, and parseRequestHeaders lowercases).
+	cfg.ClientIPHeader, cfg.UserIDHeader = strings.ToLower(cfg.ClientIPHeader), strings.ToLower(cfg.UserIDHeader)
 	t, err := loadTemplates(cfg.BlockedTemplateJSON, cfg.BlockedTemplateHTML)
 	if err != nil {
 		return nil, err

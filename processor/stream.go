@@ -192,7 +192,7 @@ func (s *stream) requestHeaders(msg *extprocv3.ProcessingRequest, h *extprocv3.H
 	}
 	s.clientIP = s.p.clientIP.resolve(msg.GetAttributes(), s.req.headers)
 	if hdr := s.p.cfg.UserIDHeader; hdr != "" {
-		if v := s.req.headers[strings.ToLower(hdr)]; len(v) > 0 {
+		if v := s.req.headers[hdr]; len(v) > 0 {
 			s.userID = v[0]
 		}
 	}

@@ -118,16 +118,7 @@ func TestHealthServerAndGracefulShutdown(t *testing.T) {
 	// A request in flight when shutdown starts is answered before the server goes.
 	plain := dial(t, p.Addr(), false)
 	defer plain.Close()
-	stream, err := extprocv3.NewExternalProcessorClient(plain).Process(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stream.Send(reqHeaders(hmap(":method", "POST", ":path", "/"), false)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := stream.Recv(); err != nil {
-		t.Fatal(err)
-	}
+	stream := openPOST(t, extprocv3.NewExternalProcessorClient(plain), context.Background())
 	cancel()
 	time.Sleep(50 * time.Millisecond)
 	if err := stream.Send(reqBody([]byte("hello"), true)); err != nil {
