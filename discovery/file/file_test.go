@@ -1,0 +1,147 @@
+package file
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wafplane/wafplane/discovery"
+)
+
+func TestDefaultIsTheDemoGateway(t *testing.T) {
+	s := Default()
+	if len(s.Gateways) != 1 {
+		t.Fatalf("want one gateway, got %d", len(s.Gateways))
+	}
+	g := s.Gateways[0]
+	if g.Key() != "default/demo" || g.Listeners[0].Port != 10000 || g.Protection.Mode != discovery.ModeBlock {
+		t.Fatalf("unexpected default: %+v", g)
+	}
+	b := g.Routes[0].Rules[0].Backends[0]
+	if b.Host != "127.0.0.1" || b.Port != 8080 {
+		t.Fatalf("default backend %+v, want 127.0.0.1:8080", b)
+	}
+	if err := g.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestExampleFileIsValid(t *testing.T) {
+	s, err := Load("../../deploy/examples/gateways.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Gateways) == 0 {
+		t.Fatal("example holds no gateway")
+	}
+	for _, g := range s.Gateways {
+		if err := g.Validate(); err != nil {
+			t.Errorf("example gateway %s: %v", g.Key(), err)
+		}
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	cases := map[string]string{
+		"gateways:\n- namespace: a\n  name: b\n  listners: []\n":                 `unknown field "listners"`,
+		"gateways:\n- {namespace: a, name: b}\n- {namespace: a, name: b}\n":       "gateways[1]: a/b is already defined by gateways[0]",
+		"gateways: [\n":                                                           "yaml",
+		"gateways:\n- namespace: a\n  name: b\n  protection: {messageTimeout: x}": "messageTimeout",
+	}
+	for in, want := range cases {
+		if _, err := Parse([]byte(in)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Parse(%q) = %v, want an error with %q", in, err, want)
+		}
+	}
+}
+
+func TestBareOffIsOff(t *testing.T) {
+	s, err := Parse([]byte("gateways:\n- namespace: a\n  name: b\n  protection: {mode: off}\n  routes:\n  - name: r\n    protection: {mode: off}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Gateways[0].Protection.Mode != discovery.ModeOff || s.Gateways[0].Routes[0].Protection.Mode != discovery.ModeOff {
+		t.Fatalf("bare YAML off did not become mode off: %+v", s.Gateways[0])
+	}
+}
+
+const one = "gateways:\n- namespace: a\n  name: one\n  listeners: [{name: http, port: 80}]\n"
+const two = "gateways:\n- namespace: a\n  name: two\n  listeners: [{name: http, port: 80}]\n"
+
+func next(t *testing.T, updates <-chan discovery.Update) discovery.Update {
+	t.Helper()
+	select {
+	case u := <-updates:
+		return u
+	case <-time.After(5 * time.Second):
+		t.Fatal("no update within 5s")
+		return discovery.Update{}
+	}
+}
+
+// An edit is seen, a broken edit keeps the last good state and reports the error, a burst
+// of edits becomes one update.
+func TestWatch(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "gateways.yaml")
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(one)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	updates := make(chan discovery.Update)
+	done := make(chan error, 1)
+	src := &Source{Path: path, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	go func() { done <- src.Run(ctx, updates) }()
+
+	if u := next(t, updates); u.Err != nil || u.State.Gateways[0].Name != "one" {
+		t.Fatalf("first update %+v", u)
+	}
+	write(two)
+	if u := next(t, updates); u.Err != nil || u.State.Gateways[0].Name != "two" {
+		t.Fatalf("after edit %+v", u)
+	}
+	write("gateways: [\n")
+	u := next(t, updates)
+	if u.Err == nil || u.State.Gateways[0].Name != "two" {
+		t.Fatalf("broken edit: want an error and the last good state, got %+v", u)
+	}
+	for range 20 {
+		write(one)
+		write(two)
+	}
+	write(one)
+	if u := next(t, updates); u.Err != nil || u.State.Gateways[0].Name != "one" {
+		t.Fatalf("after burst %+v", u)
+	}
+	select {
+	case u := <-updates:
+		t.Fatalf("a burst of edits gave more than one update: %+v", u)
+	case <-time.After(3 * HoldOff):
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMissingFileAtStart(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	updates := make(chan discovery.Update, 1)
+	src := &Source{Path: filepath.Join(t.TempDir(), "absent.yaml"), Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	go func() { _ = src.Run(ctx, updates) }()
+	u := next(t, updates)
+	if u.Err == nil || len(u.State.Gateways) != 0 {
+		t.Fatalf("want an error and no gateways, got %+v", u)
+	}
+}

@@ -1,0 +1,62 @@
+package snapshot
+
+import (
+	"encoding/json"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"sigs.k8s.io/yaml"
+)
+
+// Dump is a gateway's resources as plain JSON values (protojson field names, Anys
+// expanded), for `wafplane translate`, the admin endpoint and the golden tests.
+type Dump struct {
+	Gateway          string            `json:"gateway"`
+	Versions         map[string]string `json:"versions"`
+	Listeners        []json.RawMessage `json:"listeners"`
+	Routes           []json.RawMessage `json:"routes"`
+	Clusters         []json.RawMessage `json:"clusters"`
+	Endpoints        []json.RawMessage `json:"endpoints"`
+	ExtensionConfigs []json.RawMessage `json:"extensionConfigs"`
+}
+
+// Dump renders the resources.
+func (r *Resources) Dump() (Dump, error) {
+	d := Dump{Gateway: r.Gateway, Versions: map[string]string{}}
+	lists := map[string]*[]json.RawMessage{
+		"clusters": &d.Clusters, "endpoints": &d.Endpoints, "listeners": &d.Listeners,
+		"routes": &d.Routes, "extensionConfigs": &d.ExtensionConfigs,
+	}
+	keys := []string{"clusters", "endpoints", "listeners", "routes", "extensionConfigs"}
+	for i, t := range r.byType() {
+		d.Versions[keys[i]] = r.Version(t.url)
+		list := lists[keys[i]]
+		*list = []json.RawMessage{}
+		for _, item := range t.items {
+			// protojson's spacing is deliberately unstable; a round trip through
+			// encoding/json makes the text stable for goldens and diffs.
+			b, err := protojson.Marshal(item)
+			if err != nil {
+				return Dump{}, err
+			}
+			var v any
+			if err := json.Unmarshal(b, &v); err != nil {
+				return Dump{}, err
+			}
+			b, err = json.Marshal(v)
+			if err != nil {
+				return Dump{}, err
+			}
+			*list = append(*list, b)
+		}
+	}
+	return d, nil
+}
+
+// YAML renders dumps as one YAML document.
+func YAML(dumps []Dump) ([]byte, error) {
+	b, err := json.Marshal(map[string][]Dump{"gateways": dumps})
+	if err != nil {
+		return nil, err
+	}
+	return yaml.JSONToYAML(b)
+}

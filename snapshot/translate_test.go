@@ -1,0 +1,206 @@
+package snapshot
+
+import (
+	"strings"
+	"testing"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/testing/protocmp"
+
+	"github.com/wafplane/wafplane/discovery"
+	"github.com/wafplane/wafplane/discovery/file"
+)
+
+func demo(t *testing.T) discovery.Gateway {
+	t.Helper()
+	return file.Default().Gateways[0]
+}
+
+func translateOK(t *testing.T, g discovery.Gateway, o Options) *Resources {
+	t.Helper()
+	r, err := TranslateGateway(g, o)
+	if err != nil {
+		t.Fatalf("translate %s: %v", g.Key(), err)
+	}
+	return r
+}
+
+func hcmOf(t *testing.T, r *Resources) *hcmv3.HttpConnectionManager {
+	t.Helper()
+	hcm := &hcmv3.HttpConnectionManager{}
+	if err := r.Listeners[0].FilterChains[0].Filters[0].GetTypedConfig().UnmarshalTo(hcm); err != nil {
+		t.Fatal(err)
+	}
+	return hcm
+}
+
+func TestExtProcSitsBeforeRouter(t *testing.T) {
+	r := translateOK(t, demo(t), Options{})
+	var names []string
+	for _, f := range hcmOf(t, r).HttpFilters {
+		names = append(names, f.Name)
+	}
+	if diff := cmp.Diff([]string{ExtProcFilterName, RouterFilterName}, names); diff != "" {
+		t.Fatalf("http filters (-want +got):\n%s", diff)
+	}
+	if len(r.Extensions) != 1 || r.Extensions[0].Name != ExtProcFilterName {
+		t.Fatalf("want one ECDS resource named like the filter, got %v", r.Extensions)
+	}
+	cfg := &extprocfilterv3.ExternalProcessor{}
+	if err := r.Extensions[0].TypedConfig.UnmarshalTo(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.AllowModeOverride || !cfg.FailureModeAllow || cfg.RequestAttributes[0] != "source.address" {
+		t.Errorf("ext_proc config lacks the contract: %v", cfg)
+	}
+	md := map[string]string{}
+	for _, h := range cfg.GrpcService.InitialMetadata {
+		md[h.Key] = h.Value
+	}
+	want := map[string]string{MetadataGateway: "default/demo", MetadataMode: "block", MetadataBodyLimit: "1048576", MetadataResponseBody: "false"}
+	if diff := cmp.Diff(want, md); diff != "" {
+		t.Errorf("initial metadata (-want +got):\n%s", diff)
+	}
+}
+
+func TestProcessorCluster(t *testing.T) {
+	cases := []struct {
+		name    string
+		opts    Options
+		typ     clusterv3.Cluster_DiscoveryType
+		sni     string
+		withTLS bool
+		err     string
+	}{
+		{name: "default", opts: Options{}, typ: clusterv3.Cluster_STATIC},
+		{name: "dns with TLS", opts: Options{ProcessorAddress: "wafplane.wafplane-system.svc:18080", ProcessorTLS: true},
+			typ: clusterv3.Cluster_STRICT_DNS, withTLS: true, sni: "wafplane.wafplane-system.svc"},
+		{name: "ip with TLS", opts: Options{ProcessorAddress: "[::1]:443", ProcessorTLS: true}, typ: clusterv3.Cluster_STATIC, withTLS: true},
+		{name: "no port", opts: Options{ProcessorAddress: "wafplane"}, err: "processor address"},
+		{name: "bad port", opts: Options{ProcessorAddress: "wafplane:0"}, err: "port in 1-65535"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r, err := TranslateGateway(demo(t), c.opts)
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) || !strings.Contains(err.Error(), "default/demo") {
+					t.Fatalf("want error naming the gateway and %q, got %v", c.err, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var pc *clusterv3.Cluster
+			for _, cl := range r.Clusters {
+				if cl.Name == DefaultProcessorCluster {
+					pc = cl
+				}
+			}
+			if pc == nil {
+				t.Fatal("no processor cluster")
+			}
+			if pc.GetType() != c.typ {
+				t.Errorf("type %v, want %v", pc.GetType(), c.typ)
+			}
+			if (pc.TransportSocket != nil) != c.withTLS {
+				t.Fatalf("transport socket %v, want TLS %v", pc.TransportSocket, c.withTLS)
+			}
+			if c.withTLS {
+				tls := &tlsv3.UpstreamTlsContext{}
+				if err := pc.TransportSocket.GetTypedConfig().UnmarshalTo(tls); err != nil {
+					t.Fatal(err)
+				}
+				if tls.Sni != c.sni {
+					t.Errorf("SNI %q, want %q", tls.Sni, c.sni)
+				}
+			}
+			if _, ok := pc.TypedExtensionProtocolOptions["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]; !ok {
+				t.Error("processor cluster does not force HTTP/2")
+			}
+		})
+	}
+}
+
+// A protection change re-pushes only the extension config, not listeners or routes.
+func TestProtectionChangeTouchesOnlyECDS(t *testing.T) {
+	g := demo(t)
+	before := translateOK(t, g, Options{})
+	g.Protection.Mode = discovery.ModeMonitor
+	limit := int64(4096)
+	g.Protection.RequestBodyLimit = &limit
+	after := translateOK(t, g, Options{})
+	for _, typ := range []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType} {
+		if before.Version(typ) != after.Version(typ) {
+			t.Errorf("%s version changed with protection", typ)
+		}
+	}
+	if before.Version(resourcev3.ExtensionConfigType) == after.Version(resourcev3.ExtensionConfigType) {
+		t.Error("extension config version did not change with protection")
+	}
+}
+
+func TestTranslateIsDeterministic(t *testing.T) {
+	raw := []byte(`gateways:
+- namespace: a
+  name: b
+  listeners: [{name: http, port: 80}]
+  routes:
+  - name: r
+    rules:
+    - backends: [{host: 10.0.0.1, port: 80}, {host: 10.0.0.2, port: 80}, {host: svc.local, port: 80}]
+`)
+	s, err := file.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := translateOK(t, s.Gateways[0], Options{})
+	for range 5 {
+		again := translateOK(t, s.Gateways[0], Options{})
+		if diff := cmp.Diff(one.Snapshot, again.Snapshot, protocmp.Transform()); diff != "" {
+			t.Fatalf("same model, different snapshot:\n%s", diff)
+		}
+	}
+}
+
+func TestBackendNameClash(t *testing.T) {
+	g := demo(t)
+	g.Routes = append(g.Routes, discovery.Route{Name: "other", Rules: []discovery.Rule{{
+		Matches:  []discovery.Match{{Path: &discovery.PathMatch{Value: "/x"}}},
+		Backends: []discovery.Backend{{Name: "127.0.0.1:8080", Host: "10.9.9.9", Port: 8080}},
+	}}})
+	_, err := TranslateGateway(g, Options{})
+	if err == nil || !strings.Contains(err.Error(), `backend name "127.0.0.1:8080" is used for different addresses`) {
+		t.Fatalf("want a clash error, got %v", err)
+	}
+	g = demo(t)
+	g.Routes[0].Rules[0].Backends[0].Name = DefaultProcessorCluster
+	if _, err := TranslateGateway(g, Options{}); err == nil || !strings.Contains(err.Error(), "reserved") {
+		t.Fatalf("want a reserved-name error, got %v", err)
+	}
+}
+
+func TestHostnameIntersection(t *testing.T) {
+	cases := []struct {
+		listener string
+		route    []string
+		want     []string
+	}{
+		{"", nil, []string{"*"}},
+		{"*.example.com", nil, []string{"*.example.com"}},
+		{"*.example.com", []string{"a.example.com", "example.com", "b.other.org"}, []string{"a.example.com"}},
+		{"a.example.com", []string{"*.example.com"}, []string{"a.example.com"}},
+		{"a.example.com", []string{"*.other.org"}, nil},
+		{"", []string{"x.io", "x.io"}, []string{"x.io"}},
+	}
+	for _, c := range cases {
+		if diff := cmp.Diff(c.want, intersect(c.listener, c.route)); diff != "" {
+			t.Errorf("intersect(%q, %v) (-want +got):\n%s", c.listener, c.route, diff)
+		}
+	}
+}
