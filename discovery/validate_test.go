@@ -39,7 +39,9 @@ func TestValidateNamesGatewayAndField(t *testing.T) {
 			g.Routes[0].Rules[0].Matches = []Match{{Path: &PathMatch{Type: MatchExact, Value: "/a"}}}
 			g.Routes[0].Rules[0].Filters.Rewrite = &Rewrite{PathPrefix: "/b"}
 		}, "rewrite.pathPrefix: needs every match of the rule to be a PathPrefix match"},
-		{func(g *Gateway) { g.Routes[0].Rules[0].Filters.RequestHeaders = &HeaderFilter{Set: []Header{{Name: ":path"}}} }, "requestHeaders[0].name"},
+		{func(g *Gateway) {
+			g.Routes[0].Rules[0].Filters.RequestHeaders = &HeaderFilter{Set: []Header{{Name: ":path"}}}
+		}, "requestHeaders[0].name"},
 		{func(g *Gateway) { g.Routes[0].Listeners = []string{"nope"} }, `routes[0].listeners[0]: no listener named "nope"`},
 		{func(g *Gateway) { g.Routes[0].Rules = nil }, "routes[0].rules: at least one"},
 	}

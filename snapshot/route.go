@@ -217,7 +217,7 @@ func routeMatch(m discovery.Match) *routev3.RouteMatch {
 	}
 	for _, q := range m.QueryParams {
 		rm.QueryParameters = append(rm.QueryParameters, &routev3.QueryParameterMatcher{
-			Name:                          q.Name,
+			Name:                         q.Name,
 			QueryParameterMatchSpecifier: &routev3.QueryParameterMatcher_StringMatch{StringMatch: stringMatch(q)},
 		})
 	}

@@ -104,4 +104,3 @@ func (t *translation) addBackend(b discovery.Backend) {
 		t.res.Endpoints = append(t.res.Endpoints, cla)
 	}
 }
-

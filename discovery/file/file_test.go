@@ -48,9 +48,9 @@ func TestExampleFileIsValid(t *testing.T) {
 
 func TestParseErrors(t *testing.T) {
 	cases := map[string]string{
-		"gateways:\n- namespace: a\n  name: b\n  listners: []\n":                 `unknown field "listners"`,
-		"gateways:\n- {namespace: a, name: b}\n- {namespace: a, name: b}\n":       "gateways[1]: a/b is already defined by gateways[0]",
-		"gateways: [\n":                                                           "yaml",
+		"gateways:\n- namespace: a\n  name: b\n  listners: []\n":            `unknown field "listners"`,
+		"gateways:\n- {namespace: a, name: b}\n- {namespace: a, name: b}\n": "gateways[1]: a/b is already defined by gateways[0]",
+		"gateways: [\n": "yaml",
 		"gateways:\n- namespace: a\n  name: b\n  protection: {messageTimeout: x}": "messageTimeout",
 	}
 	for in, want := range cases {
