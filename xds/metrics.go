@@ -1,0 +1,36 @@
+package xds
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	streams   prometheus.Gauge
+	nodes     prometheus.Gauge
+	pushes    *prometheus.CounterVec
+	acks      *prometheus.CounterVec
+	nacks     *prometheus.CounterVec
+	published *prometheus.CounterVec
+	unknown   prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		streams: prometheus.NewGauge(prometheus.GaugeOpts{Name: "wafplane_xds_streams",
+			Help: "Open xDS streams."}),
+		nodes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "wafplane_xds_connected_nodes",
+			Help: "Envoy nodes with at least one open xDS stream."}),
+		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wafplane_xds_pushes_total",
+			Help: "xDS responses sent, by resource type."}, []string{"type"}),
+		acks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wafplane_xds_acks_total",
+			Help: "xDS responses ACKed, by resource type."}, []string{"type"}),
+		nacks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wafplane_xds_nacks_total",
+			Help: "xDS responses NACKed, by resource type."}, []string{"type"}),
+		published: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wafplane_snapshots_total",
+			Help: "Gateway snapshots by outcome: published, or rejected (the last good one stays)."}, []string{"outcome"}),
+		unknown: prometheus.NewCounter(prometheus.CounterOpts{Name: "wafplane_xds_unknown_gateway_streams_total",
+			Help: "xDS streams from nodes whose cluster names no gateway."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.streams, m.nodes, m.pushes, m.acks, m.nacks, m.published, m.unknown)
+	}
+	return m
+}

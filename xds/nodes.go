@@ -1,0 +1,247 @@
+package xds
+
+import (
+	"context"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+)
+
+// forgetAfter is how long a disconnected node stays on /nodes, so that the NACK that made
+// it go away can still be read.
+const forgetAfter = 10 * time.Minute
+
+// NodeStatus is what one Envoy got: per resource type the version sent, the version
+// ACKed and the last NACK.
+type NodeStatus struct {
+	ID             string                 `json:"id"`
+	Gateway        string                 `json:"gateway"`
+	GatewayKnown   bool                   `json:"gatewayKnown"`
+	Connected      bool                   `json:"connected"`
+	ConnectedSince time.Time              `json:"connectedSince"`
+	DisconnectedAt *time.Time             `json:"disconnectedAt,omitempty"`
+	Streams        int                    `json:"streams"`
+	Delta          bool                   `json:"delta"`
+	Types          map[string]*TypeStatus `json:"types"`
+}
+
+// TypeStatus is the exchange of one resource type with one node.
+type TypeStatus struct {
+	Sent     string    `json:"sent"`
+	SentAt   time.Time `json:"sentAt"`
+	Acked    string    `json:"acked,omitempty"`
+	AckedAt  time.Time `json:"ackedAt,omitzero"`
+	LastNack *Nack     `json:"lastNack,omitempty"`
+}
+
+// Nack is a rejected response: the version Envoy refused and its error text.
+type Nack struct {
+	Version string    `json:"version"`
+	Error   string    `json:"error"`
+	At      time.Time `json:"at"`
+}
+
+// stream is one open xDS stream: its node and, per nonce, the version it carried.
+type stream struct {
+	node   string
+	sent   map[string]string // nonce → version
+	opened time.Time
+}
+
+// nodes is the registry behind the callbacks.
+type nodes struct {
+	mu      sync.Mutex
+	byID    map[string]*NodeStatus
+	streams map[int64]*stream
+	now     func() time.Time
+	known   func(gateway string) bool
+	onNew   func(node, gateway string) // a node's first stream of a gateway nobody serves
+	m       *metrics
+}
+
+func newNodes(m *metrics, known func(string) bool, onUnknown func(node, gateway string)) *nodes {
+	return &nodes{byID: map[string]*NodeStatus{}, streams: map[int64]*stream{}, now: time.Now, known: known, onNew: onUnknown, m: m}
+}
+
+func (n *nodes) open(id int64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.streams[id] = &stream{sent: map[string]string{}, opened: n.now()}
+	n.m.streams.Inc()
+	n.prune()
+}
+
+// request records the stream's node on its first request, and ACKs and NACKs after.
+func (n *nodes) request(id int64, node *corev3.Node, delta bool, typeURL, nonce string, nack *Nack) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	s := n.streams[id]
+	if s == nil {
+		return
+	}
+	if s.node == "" && node != nil {
+		s.node = node.GetId()
+		st := n.byID[s.node]
+		if st == nil || !st.Connected {
+			st = &NodeStatus{ID: s.node, ConnectedSince: s.opened, Types: map[string]*TypeStatus{}}
+			if old := n.byID[s.node]; old != nil {
+				st.Types = old.Types
+			}
+			n.byID[s.node] = st
+			n.m.nodes.Inc()
+		}
+		st.Gateway, st.Connected, st.DisconnectedAt, st.Delta = node.GetCluster(), true, nil, delta
+		st.Streams++
+		if !n.known(st.Gateway) {
+			n.m.unknown.Inc()
+			n.onNew(st.ID, st.Gateway)
+		}
+	}
+	st := n.byID[s.node]
+	if st == nil || nonce == "" {
+		return
+	}
+	version, ok := s.sent[nonce]
+	if !ok {
+		return // a nonce this stream never sent, or already answered
+	}
+	delete(s.sent, nonce)
+	ts := typeStatus(st, typeURL)
+	if nack != nil {
+		nack.Version = version
+		ts.LastNack = nack
+		n.m.nacks.WithLabelValues(shortType(typeURL)).Inc()
+		return
+	}
+	ts.Acked, ts.AckedAt = version, n.now()
+	n.m.acks.WithLabelValues(shortType(typeURL)).Inc()
+}
+
+func (n *nodes) response(id int64, typeURL, version, nonce string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	s := n.streams[id]
+	if s == nil {
+		return
+	}
+	s.sent[nonce] = version
+	n.m.pushes.WithLabelValues(shortType(typeURL)).Inc()
+	if st := n.byID[s.node]; st != nil {
+		ts := typeStatus(st, typeURL)
+		ts.Sent, ts.SentAt = version, n.now()
+	}
+}
+
+func (n *nodes) close(id int64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	s := n.streams[id]
+	if s == nil {
+		return
+	}
+	delete(n.streams, id)
+	n.m.streams.Dec()
+	st := n.byID[s.node]
+	if st == nil || !st.Connected {
+		return
+	}
+	if st.Streams--; st.Streams == 0 {
+		now := n.now()
+		st.Connected, st.DisconnectedAt = false, &now
+		n.m.nodes.Dec()
+	}
+}
+
+// prune forgets nodes disconnected for longer than forgetAfter. Called with mu held.
+func (n *nodes) prune() {
+	for id, st := range n.byID {
+		if !st.Connected && st.DisconnectedAt != nil && n.now().Sub(*st.DisconnectedAt) > forgetAfter {
+			delete(n.byID, id)
+		}
+	}
+}
+
+// list copies the node records, sorted by gateway then id.
+func (n *nodes) list() []NodeStatus {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]NodeStatus, 0, len(n.byID))
+	for _, st := range n.byID {
+		c := *st
+		c.GatewayKnown = n.known(c.Gateway)
+		c.Types = make(map[string]*TypeStatus, len(st.Types))
+		for k, v := range st.Types {
+			t := *v
+			if v.LastNack != nil {
+				nack := *v.LastNack
+				t.LastNack = &nack
+			}
+			c.Types[k] = &t
+		}
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Gateway != out[j].Gateway {
+			return out[i].Gateway < out[j].Gateway
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+func typeStatus(st *NodeStatus, typeURL string) *TypeStatus {
+	k := shortType(typeURL)
+	ts := st.Types[k]
+	if ts == nil {
+		ts = &TypeStatus{}
+		st.Types[k] = ts
+	}
+	return ts
+}
+
+// shortType is "Listener" for "type.googleapis.com/envoy.config.listener.v3.Listener".
+func shortType(typeURL string) string {
+	return typeURL[strings.LastIndex(typeURL, ".")+1:]
+}
+
+// callbacks feeds go-control-plane's stream events to the registry.
+type callbacks struct{ n *nodes }
+
+func nackOf(d interface{ GetMessage() string }, present bool, now time.Time) *Nack {
+	if !present {
+		return nil
+	}
+	return &Nack{Error: d.GetMessage(), At: now}
+}
+
+func (c callbacks) OnStreamOpen(_ context.Context, id int64, _ string) error {
+	c.n.open(id)
+	return nil
+}
+func (c callbacks) OnStreamClosed(id int64, _ *corev3.Node) { c.n.close(id) }
+func (c callbacks) OnStreamRequest(id int64, r *discoveryv3.DiscoveryRequest) error {
+	c.n.request(id, r.GetNode(), false, r.GetTypeUrl(), r.GetResponseNonce(), nackOf(r.GetErrorDetail(), r.GetErrorDetail() != nil, c.n.now()))
+	return nil
+}
+func (c callbacks) OnStreamResponse(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, r *discoveryv3.DiscoveryResponse) {
+	c.n.response(id, r.GetTypeUrl(), r.GetVersionInfo(), r.GetNonce())
+}
+func (c callbacks) OnDeltaStreamOpen(_ context.Context, id int64, _ string) error {
+	c.n.open(id)
+	return nil
+}
+func (c callbacks) OnDeltaStreamClosed(id int64, _ *corev3.Node) { c.n.close(id) }
+func (c callbacks) OnStreamDeltaRequest(id int64, r *discoveryv3.DeltaDiscoveryRequest) error {
+	c.n.request(id, r.GetNode(), true, r.GetTypeUrl(), r.GetResponseNonce(), nackOf(r.GetErrorDetail(), r.GetErrorDetail() != nil, c.n.now()))
+	return nil
+}
+func (c callbacks) OnStreamDeltaResponse(id int64, _ *discoveryv3.DeltaDiscoveryRequest, r *discoveryv3.DeltaDiscoveryResponse) {
+	c.n.response(id, r.GetTypeUrl(), r.GetSystemVersionInfo(), r.GetNonce())
+}
+func (c callbacks) OnFetchRequest(context.Context, *discoveryv3.DiscoveryRequest) error { return nil }
+func (c callbacks) OnFetchResponse(*discoveryv3.DiscoveryRequest, *discoveryv3.DiscoveryResponse) {
+}
