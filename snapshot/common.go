@@ -9,10 +9,11 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
-// mustAny wraps a message; marshalling a generated message we just built cannot fail.
+// mustAny wraps a message, deterministically so that the same model hashes to the same
+// version; marshalling a generated message we just built cannot fail.
 func mustAny(m proto.Message) *anypb.Any {
-	a, err := anypb.New(m)
-	if err != nil {
+	a := &anypb.Any{}
+	if err := anypb.MarshalFrom(a, m, proto.MarshalOptions{Deterministic: true}); err != nil {
 		panic(fmt.Sprintf("anypb.New(%T): %v", m, err))
 	}
 	return a

@@ -18,7 +18,12 @@ func newRootCommand() *cobra.Command {
 	env := &envFlags{fs: root.PersistentFlags()}
 	env.String(&logs.level, "log-level", "info", "log level: debug, info, warn or error")
 	env.String(&logs.format, "log-format", "text", "log format: text or json")
-	root.AddCommand(newProcessorCommand(&logs), newVersionCommand())
+	serve := newServeCommand(&logs)
+	root.AddCommand(serve, newProcessorCommand(&logs), newBootstrapCommand(), newTranslateCommand(), newVersionCommand())
+	// wafplane alone is wafplane serve.
+	root.Flags().AddFlagSet(serve.Flags())
+	root.RunE = serve.RunE
+	root.Args = cobra.NoArgs
 	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
 		if len(env.errs) > 0 {
 			return errors.Join(env.errs...)

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/wafplane/wafplane/discovery"
+	"github.com/wafplane/wafplane/discovery/file"
+	"github.com/wafplane/wafplane/processor"
+	"github.com/wafplane/wafplane/snapshot"
+	"github.com/wafplane/wafplane/xds"
+)
+
+// serveFlags are the flags of `wafplane serve` (and of `wafplane` alone).
+type serveFlags struct {
+	processor        processorFlags
+	source, gateways string
+	xdsAddress       string
+	processorAddress string
+}
+
+func newServeCommand(logs *logOptions) *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run everything: gateway discovery, xDS (ADS) server, ext_proc processor and admin endpoint",
+		Args:  cobra.NoArgs,
+	}
+	env := &envFlags{fs: cmd.Flags()}
+	env.String(&f.source, "source", "file", "where gateways come from: file")
+	env.String(&f.gateways, "gateways", "", "gateways YAML file, watched (empty: the embedded default gateway default/demo on :10000 → 127.0.0.1:8080)")
+	env.String(&f.xdsAddress, "xds-address", ":18000", "ADS gRPC address Envoys bootstrap against")
+	env.String(&f.processorAddress, "processor-address", "", "host:port Envoys dial to reach the processor (default 127.0.0.1:<port>)")
+	f.processor.register(env, "0.0.0.0", 18080, 18081, false)
+	env.String(&f.processor.adminAddress, "admin-address", "127.0.0.1:19000", "admin HTTP address (empty disables)")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(env.errs) > 0 {
+			return errors.Join(env.errs...)
+		}
+		log, err := logs.logger(os.Stderr)
+		if err != nil {
+			return err
+		}
+		return f.run(cmd.Context(), log)
+	}
+	return cmd
+}
+
+func (f *serveFlags) options() (snapshot.Options, error) {
+	addr := f.processorAddress
+	if addr == "" {
+		addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(f.processor.port))
+	}
+	if f.processor.uds != "" {
+		return snapshot.Options{}, errors.New("--uds-path: Envoys reach the processor of `serve` over TCP; use `wafplane processor` for a Unix socket")
+	}
+	return snapshot.Options{ProcessorAddress: addr, ProcessorTLS: f.processor.tls}, nil
+}
+
+func (f *serveFlags) run(ctx context.Context, log *slog.Logger) error {
+	if f.source != "file" {
+		return fmt.Errorf("--source %q: only \"file\" is available in this build", f.source)
+	}
+	cfg, err := f.processor.config()
+	if err != nil {
+		return err
+	}
+	opts, err := f.options()
+	if err != nil {
+		return err
+	}
+	if _, err := snapshot.TranslateGateway(file.Default().Gateways[0], opts); err != nil {
+		return fmt.Errorf("--processor-address: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	proc, err := processor.New(cfg, log.With("component", "processor"), reg)
+	if err != nil {
+		return err
+	}
+	xs := xds.New(log.With("component", "xds"), reg)
+	loop := newTranslateLoop(xs, opts, reg, log.With("component", "translate"))
+	src := &file.Source{Path: f.gateways, Log: log.With("component", "discovery")}
+
+	g, ctx := errgroup.WithContext(ctx)
+	updates := make(chan discovery.Update)
+	g.Go(func() error { return src.Run(ctx, updates) })
+	g.Go(func() error { return loop.run(ctx, updates) })
+	g.Go(func() error { return xs.Start(ctx, f.xdsAddress) })
+	g.Go(func() error { return proc.Start(ctx) })
+	if f.processor.adminAddress != "" {
+		mux := adminMux(reg, proc, xs)
+		g.Go(func() error { return serveAdmin(ctx, f.processor.adminAddress, mux, log.With("component", "admin")) })
+	}
+	return g.Wait()
+}
+
+// adminMux is the admin endpoint of `serve`: every component's view, read-only.
+func adminMux(reg *prometheus.Registry, p *processor.Processor, xs *xds.Server) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("GET /nodes", xs.NodesHandler())
+	mux.Handle("GET /snapshots", xs.SnapshotsHandler())
+	mux.Handle("GET /snapshots/{namespace}/{name}", xs.SnapshotHandler())
+	mux.Handle("GET /events", p.EventsHandler())
+	mux.Handle("GET /rules", p.RulesHandler())
+	mux.Handle("GET /api-catalog", p.APICatalogHandler())
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /healthz", p.HealthHandler())
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case !p.Ready():
+			http.Error(w, "processor: ruleset not loaded", http.StatusServiceUnavailable)
+		case !xs.Ready():
+			http.Error(w, "xds: no translation published yet", http.StatusServiceUnavailable)
+		default:
+			_, _ = w.Write([]byte("ok\n"))
+		}
+	})
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
+// translateLoop turns source updates into published snapshots. Updates that queue up
+// while a translation runs are coalesced: only the newest is translated.
+type translateLoop struct {
+	xs       *xds.Server
+	opts     snapshot.Options
+	log      *slog.Logger
+	duration prometheus.Histogram
+	gateways prometheus.Gauge
+}
+
+func newTranslateLoop(xs *xds.Server, opts snapshot.Options, reg prometheus.Registerer, log *slog.Logger) *translateLoop {
+	l := &translateLoop{xs: xs, opts: opts, log: log,
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "wafplane_translation_seconds",
+			Help: "Time to translate every gateway into xDS resources.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)}),
+		gateways: prometheus.NewGauge(prometheus.GaugeOpts{Name: "wafplane_gateways", Help: "Gateways the source knows."}),
+	}
+	reg.MustRegister(l.duration, l.gateways)
+	return l
+}
+
+func (l *translateLoop) run(ctx context.Context, updates <-chan discovery.Update) error {
+	for {
+		var u discovery.Update
+		select {
+		case <-ctx.Done():
+			return nil
+		case u = <-updates:
+		}
+	drain:
+		for {
+			select {
+			case u = <-updates:
+			default:
+				break drain
+			}
+		}
+		start := time.Now()
+		results := snapshot.Translate(u.State, l.opts)
+		took := time.Since(start)
+		l.duration.Observe(took.Seconds())
+		l.gateways.Set(float64(len(u.State.Gateways)))
+		l.xs.Publish(results, u.Err)
+		l.log.Debug("translated", "gateways", len(results), "took", took)
+	}
+}
