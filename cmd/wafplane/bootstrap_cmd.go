@@ -43,8 +43,7 @@ func newBootstrapCommand() *cobra.Command {
 	env.String(&f.xdsAddress, "xds-address", "127.0.0.1:18000", "host:port of wafplane's xDS server as Envoy reaches it")
 	env.String(&f.nodeID, "node-id", "", "node id, unique per Envoy (default <namespace>-<name>; Envoy's --service-node overrides it)")
 	env.Int(&f.adminPort, "admin-port", 9901, "Envoy admin port on 127.0.0.1 (0 disables)")
-	env.String(&f.output, "output", "yaml", "yaml or json")
-	cmd.Flags().Lookup("output").Shorthand = "o"
+	cmd.Flags().StringVarP(&f.output, "output", "o", "yaml", "yaml or json")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if len(env.errs) > 0 {
 			return errors.Join(env.errs...)
