@@ -1,0 +1,213 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// binary is the wafplane built once for all tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "wafplane-integration")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "wafplane")
+	build := exec.Command("go", "build", "-o", binary, "../cmd/wafplane")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building wafplane:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// lockedBuffer collects the process's log for failure messages.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// instance is a running `wafplane serve`.
+type instance struct {
+	gateways              string // the watched file
+	xds, processor, admin string
+	log                   *lockedBuffer
+	conn                  *grpc.ClientConn
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
+
+// start runs wafplane serve on free loopback ports with the gateways file and waits until
+// /readyz answers 200. The process is stopped with SIGTERM at cleanup and must exit 0.
+func start(t *testing.T, gatewaysYAML string) *instance {
+	t.Helper()
+	in := &instance{gateways: filepath.Join(t.TempDir(), "gateways.yaml"), log: &lockedBuffer{}}
+	in.write(t, gatewaysYAML)
+	in.xds = "127.0.0.1:" + freePort(t)
+	procPort, healthPort := freePort(t), freePort(t)
+	in.processor = "127.0.0.1:" + procPort
+	in.admin = "127.0.0.1:" + freePort(t)
+	cmd := exec.Command(binary, "serve",
+		"--gateways", in.gateways, "--xds-address", in.xds, "--admin-address", in.admin,
+		"--host", "127.0.0.1", "--port", procPort, "--health-port", healthPort, "--log-level", "debug")
+	cmd.Stdout, cmd.Stderr = in.log, in.log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if in.conn != nil {
+			in.conn.Close()
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Errorf("wafplane did not exit cleanly: %v\n%s", err, in.log)
+			}
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Errorf("wafplane did not stop within 15s of SIGTERM\n%s", in.log)
+		}
+		if t.Failed() {
+			t.Logf("wafplane log:\n%s", in.log)
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		select {
+		case err := <-exited:
+			t.Fatalf("wafplane exited: %v\n%s", err, in.log)
+		default:
+		}
+		if resp, err := http.Get("http://" + in.admin + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("wafplane not ready within 60s\n%s", in.log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	conn, err := grpc.NewClient(in.xds, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.conn = conn
+	return in
+}
+
+// write replaces the gateways file the way editors do: a new file renamed over the old.
+func (in *instance) write(t *testing.T, content string) {
+	t.Helper()
+	tmp := in.gateways + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, in.gateways); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// get decodes an admin endpoint's JSON.
+func (in *instance) get(t *testing.T, path string, v any) {
+	t.Helper()
+	resp, err := http.Get("http://" + in.admin + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s %s", path, resp.Status, body)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		t.Fatalf("GET %s: %v\n%s", path, err, body)
+	}
+}
+
+func eventually(t *testing.T, what string, within time.Duration, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// recv waits for one value from a blocking receive, or fails the test after within.
+func recv[T any](t *testing.T, within time.Duration, f func() (T, error)) T {
+	t.Helper()
+	type result struct {
+		v   T
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		v, err := f()
+		ch <- result{v, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		return r.v
+	case <-time.After(within):
+		t.Fatalf("nothing received within %s", within)
+		var zero T
+		return zero
+	}
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	return c
+}
