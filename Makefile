@@ -9,16 +9,19 @@ BENCHTIME ?= 2s
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/wafplane ./cmd/wafplane
 
-# The main job on the embedded default, everything on loopback.
+# The main job on the embedded default: gateway default/demo (:10000 → 127.0.0.1:8080, block
+# mode), xDS on :18000, processor on :18080 (health :18081), admin on 127.0.0.1:19000.
 run: build
-	./bin/wafplane processor --host 127.0.0.1 --port 18080 --health-port 18081 --tls=false --admin-address 127.0.0.1:19000
+	./bin/wafplane serve
 
 # Every test, integration tests against real servers included.
 test: lint
 	$(GO) test -count=1 -race -timeout 30m ./...
 
+# Processor (WAF and ext_proc round trip), translation and ADS push benchmarks.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./processor/
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 5x ./snapshot/ ./xds/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
