@@ -97,4 +97,3 @@ func waitAllAcked(b *testing.B, s *Server, version string) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
-
