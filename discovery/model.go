@@ -34,10 +34,14 @@ type Listener struct {
 	TLS      *TLS   `json:"tls,omitempty"`      // required for HTTPS
 }
 
-// TLS names the certificate files Envoy reads for an HTTPS listener.
+// TLS is the certificate of an HTTPS listener: files Envoy reads, or (from Kubernetes
+// Secrets) PEM data that Envoy gets over SDS under SecretName and that is never printed.
 type TLS struct {
-	CertFile string `json:"certFile"`
-	KeyFile  string `json:"keyFile"`
+	CertFile   string `json:"certFile,omitempty"`
+	KeyFile    string `json:"keyFile,omitempty"`
+	SecretName string `json:"-"`
+	CertPEM    []byte `json:"-"`
+	KeyPEM     []byte `json:"-"`
 }
 
 // Route is a set of rules attached to some or all listeners of its gateway.

@@ -46,7 +46,8 @@ func (g *Gateway) Validate() error {
 				v.add("%s.tls: only for protocol HTTPS", f)
 			}
 		case ProtocolHTTPS:
-			if l.TLS == nil || l.TLS.CertFile == "" || l.TLS.KeyFile == "" {
+			inline := l.TLS != nil && l.TLS.SecretName != "" && len(l.TLS.CertPEM) > 0 && len(l.TLS.KeyPEM) > 0
+			if !inline && (l.TLS == nil || l.TLS.CertFile == "" || l.TLS.KeyFile == "") {
 				v.add("%s.tls: certFile and keyFile required for HTTPS", f)
 			}
 		default:

@@ -43,17 +43,20 @@ func (t *translation) listener(name string, l discovery.Listener) *listenerv3.Li
 		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(hcm)},
 	}}}
 	if l.Protocol == discovery.ProtocolHTTPS {
+		common := &tlsv3.CommonTlsContext{AlpnProtocols: []string{"h2", "http/1.1"}}
+		if l.TLS.SecretName != "" {
+			// Inline keys travel over SDS, so they stay out of the listener (and its dumps).
+			common.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{{Name: l.TLS.SecretName, SdsConfig: adsSource()}}
+			t.addSecret(l.TLS)
+		} else {
+			common.TlsCertificates = []*tlsv3.TlsCertificate{{
+				CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: l.TLS.CertFile}},
+				PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: l.TLS.KeyFile}},
+			}}
+		}
 		chain.TransportSocket = &corev3.TransportSocket{
-			Name: "envoy.transport_sockets.tls",
-			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(&tlsv3.DownstreamTlsContext{
-				CommonTlsContext: &tlsv3.CommonTlsContext{
-					TlsCertificates: []*tlsv3.TlsCertificate{{
-						CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: l.TLS.CertFile}},
-						PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: l.TLS.KeyFile}},
-					}},
-					AlpnProtocols: []string{"h2", "http/1.1"},
-				},
-			})},
+			Name:       "envoy.transport_sockets.tls",
+			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(&tlsv3.DownstreamTlsContext{CommonTlsContext: common})},
 		}
 	}
 	address := l.Address
@@ -65,4 +68,20 @@ func (t *translation) listener(name string, l discovery.Listener) *listenerv3.Li
 		Address:      socketAddress(address, l.Port),
 		FilterChains: []*listenerv3.FilterChain{chain},
 	}
+}
+
+// addSecret adds an SDS secret once per name.
+func (t *translation) addSecret(tls *discovery.TLS) {
+	for _, s := range t.res.Secrets {
+		if s.Name == tls.SecretName {
+			return
+		}
+	}
+	t.res.Secrets = append(t.res.Secrets, &tlsv3.Secret{
+		Name: tls.SecretName,
+		Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
+			CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: tls.CertPEM}},
+			PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: tls.KeyPEM}},
+		}},
+	})
 }

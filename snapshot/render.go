@@ -17,6 +17,7 @@ type Dump struct {
 	Clusters         []json.RawMessage `json:"clusters"`
 	Endpoints        []json.RawMessage `json:"endpoints"`
 	ExtensionConfigs []json.RawMessage `json:"extensionConfigs"`
+	Secrets          []string          `json:"secrets,omitempty"` // names only: keys are never shown
 }
 
 // Dump renders the resources.
@@ -26,9 +27,15 @@ func (r *Resources) Dump() (Dump, error) {
 		"clusters": &d.Clusters, "endpoints": &d.Endpoints, "listeners": &d.Listeners,
 		"routes": &d.Routes, "extensionConfigs": &d.ExtensionConfigs,
 	}
-	keys := []string{"clusters", "endpoints", "listeners", "routes", "extensionConfigs"}
+	keys := []string{"clusters", "endpoints", "listeners", "routes", "extensionConfigs", "secrets"}
 	for i, t := range r.byType() {
 		d.Versions[keys[i]] = r.Version(t.url)
+		if keys[i] == "secrets" {
+			for _, s := range r.Secrets {
+				d.Secrets = append(d.Secrets, s.Name)
+			}
+			continue
+		}
 		list := lists[keys[i]]
 		*list = []json.RawMessage{}
 		for _, item := range t.items {

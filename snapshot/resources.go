@@ -10,6 +10,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -24,6 +25,7 @@ type Resources struct {
 	Clusters   []*clusterv3.Cluster
 	Endpoints  []*endpointv3.ClusterLoadAssignment
 	Extensions []*corev3.TypedExtensionConfig
+	Secrets    []*tlsv3.Secret // TLS keys from Kubernetes; never dumped
 	// Snapshot holds the resources with one version per type: a hash of that type's
 	// resources, so an unchanged type is not pushed again when another type changes.
 	Snapshot *cachev3.Snapshot
@@ -37,6 +39,7 @@ func (r *Resources) byType() []typed {
 		{resourcev3.ListenerType, asResources(r.Listeners)},
 		{resourcev3.RouteType, asResources(r.Routes)},
 		{resourcev3.ExtensionConfigType, asResources(r.Extensions)},
+		{resourcev3.SecretType, asResources(r.Secrets)},
 	}
 }
 
@@ -97,6 +100,8 @@ func shortType(url string) string {
 		return "route configuration"
 	case resourcev3.ExtensionConfigType:
 		return "extension config"
+	case resourcev3.SecretType:
+		return "secret"
 	}
 	return url
 }

@@ -1,6 +1,8 @@
 package snapshot
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -202,5 +204,36 @@ func TestHostnameIntersection(t *testing.T) {
 		if diff := cmp.Diff(c.want, intersect(c.listener, c.route)); diff != "" {
 			t.Errorf("intersect(%q, %v) (-want +got):\n%s", c.listener, c.route, diff)
 		}
+	}
+}
+
+// Certificates from Kubernetes Secrets go over SDS: the listener names the secret, the
+// snapshot holds it, and the dump shows its name only.
+func TestInlineCertificateGoesOverSDS(t *testing.T) {
+	g := demo(t)
+	g.Listeners[0].Protocol = discovery.ProtocolHTTPS
+	g.Listeners[0].TLS = &discovery.TLS{SecretName: "default/tls-cert", CertPEM: []byte("CERT PEM"), KeyPEM: []byte("PRIVATE KEY PEM")}
+	r := translateOK(t, g, Options{})
+	if len(r.Secrets) != 1 || r.Secrets[0].Name != "default/tls-cert" || string(r.Secrets[0].GetTlsCertificate().PrivateKey.GetInlineBytes()) != "PRIVATE KEY PEM" {
+		t.Fatalf("secrets %v", r.Secrets)
+	}
+	tls := &tlsv3.DownstreamTlsContext{}
+	if err := r.Listeners[0].FilterChains[0].TransportSocket.GetTypedConfig().UnmarshalTo(tls); err != nil {
+		t.Fatal(err)
+	}
+	sds := tls.CommonTlsContext.TlsCertificateSdsSecretConfigs
+	if len(sds) != 1 || sds[0].Name != "default/tls-cert" || sds[0].SdsConfig.GetAds() == nil || len(tls.CommonTlsContext.TlsCertificates) != 0 {
+		t.Fatalf("listener TLS %v", tls)
+	}
+	d, err := r.Dump()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(d)
+	if strings.Contains(string(b), "PRIVATE KEY") || strings.Contains(string(b), base64.StdEncoding.EncodeToString([]byte("PRIVATE KEY PEM"))) {
+		t.Fatalf("the dump shows the key: %s", b)
+	}
+	if len(d.Secrets) != 1 || d.Secrets[0] != "default/tls-cert" {
+		t.Fatalf("dump secrets %v", d.Secrets)
 	}
 }
