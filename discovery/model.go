@@ -128,9 +128,9 @@ type Rewrite struct {
 	PathPrefix string `json:"pathPrefix,omitempty"` // replaces the matched prefix
 }
 
-// Backend is an upstream: Host is an IP address or a DNS name. Endpoints, when given,
-// are the addresses behind it (Kubernetes fills them from EndpointSlices); otherwise
-// Host:Port is the only one.
+// Backend is an upstream: Host is an IP address or a DNS name, and Host:Port its only
+// address. Without Host, Name is the cluster and Endpoints its addresses, possibly none
+// (Kubernetes fills them from the ready endpoints of EndpointSlices).
 type Backend struct {
 	Name      string     `json:"name,omitempty"` // cluster name; default host:port
 	Host      string     `json:"host,omitempty"`

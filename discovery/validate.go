@@ -191,7 +191,7 @@ func (v *validator) rule(field string, r Rule) {
 	v.headers(field+".filters.responseHeaders", fl.ResponseHeaders)
 	for i, b := range r.Backends {
 		f := fmt.Sprintf("%s.backends[%d]", field, i)
-		if b.Host == "" && len(b.Endpoints) == 0 {
+		if b.Host == "" && b.Name == "" {
 			v.add("%s.host: required", f)
 		}
 		if b.Port == 0 || b.Port > 65535 {

@@ -37,11 +37,11 @@ func backendCluster(b discovery.Backend, connectTimeout time.Duration) (*cluster
 		LbPolicy:       clusterv3.Cluster_ROUND_ROBIN,
 	}
 	endpoints := b.Endpoints
-	if len(endpoints) == 0 {
+	if b.Host != "" {
 		endpoints = []discovery.Endpoint{{Address: b.Host, Port: b.Port}}
 	}
 	cla := loadAssignment(name, endpoints)
-	if _, err := netip.ParseAddr(b.Host); err == nil || len(b.Endpoints) > 0 {
+	if _, err := netip.ParseAddr(b.Host); err == nil || b.Host == "" {
 		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
 		c.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource()}
 		return c, cla
@@ -59,10 +59,11 @@ func loadAssignment(cluster string, endpoints []discovery.Endpoint) *endpointv3.
 			Endpoint: &endpointv3.Endpoint{Address: socketAddress(e.Address, e.Port)},
 		}})
 	}
-	return &endpointv3.ClusterLoadAssignment{
-		ClusterName: cluster,
-		Endpoints:   []*endpointv3.LocalityLbEndpoints{{LbEndpoints: lbs}},
+	cla := &endpointv3.ClusterLoadAssignment{ClusterName: cluster}
+	if len(lbs) > 0 {
+		cla.Endpoints = []*endpointv3.LocalityLbEndpoints{{LbEndpoints: lbs}}
 	}
+	return cla
 }
 
 // processorCluster is how Envoy reaches the ext_proc processor: HTTP/2 (gRPC), a short

@@ -1,6 +1,12 @@
-// Package kubernetes turns Gateway API objects, read through client-go informers, into
-// the discovery model, and writes status and events. It must not import go-control-plane
-// or the snapshot package.
+// Package kubernetes finds gateways in a Kubernetes cluster: it is a Gateway API
+// implementation whose every gateway is WAF-protected. Shared informers (client-go, and the
+// Gateway API's typed clients) watch GatewayClasses, Gateways, HTTPRoutes, ReferenceGrants,
+// Namespaces, Services, EndpointSlices and Secrets; a burst of changes becomes one
+// conversion to the discovery model (convert.go, a pure function), sent to the control
+// plane as a discovery.Update. The leader (a Lease) writes status, records Events and
+// provisions an Envoy Deployment, Service and bootstrap ConfigMap per Gateway.
 //
-// The source arrives with the Kubernetes discovery issue; this file fixes the package's place.
+// It takes in a rest.Config and gives out discovery.Update values; it must not import
+// go-control-plane or the snapshot package: the bootstrap for provisioning is a function
+// the caller passes in.
 package kubernetes

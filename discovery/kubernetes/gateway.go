@@ -1,0 +1,152 @@
+package kubernetes
+
+import (
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/wafplane/wafplane/discovery"
+)
+
+// listenerState is one Gateway listener: its model (nil when it cannot be served), the
+// routes attached to it and its conditions.
+type listenerState struct {
+	spec     gwapiv1.Listener
+	model    *discovery.Listener
+	attached int32
+	conds    []metav1.Condition
+}
+
+func (ls *listenerState) set(now metav1.Time, gen int64, typ string, ok bool, reason, msg string) {
+	st := metav1.ConditionFalse
+	if ok {
+		st = metav1.ConditionTrue
+	}
+	meta.SetStatusCondition(&ls.conds, metav1.Condition{Type: typ, Status: st, Reason: reason, Message: msg, ObservedGeneration: gen, LastTransitionTime: now})
+}
+
+// gateway converts a Gateway of ours: its servable listeners and its protection.
+func (ix *index) gateway(g *gwapiv1.Gateway, class *gwapiv1.GatewayClass) (*discovery.Gateway, map[string]*listenerState) {
+	model := &discovery.Gateway{Namespace: g.Namespace, Name: g.Name, Protection: protection(g.Annotations)}
+	if optedOut(g, class) {
+		model.Protection = discovery.Protection{Mode: discovery.ModeOff}
+	}
+	states := map[string]*listenerState{}
+	ports := map[int32]string{}
+	for _, l := range g.Spec.Listeners {
+		ls := &listenerState{spec: l}
+		states[string(l.Name)] = ls
+		ml := &discovery.Listener{Name: string(l.Name), Port: uint32(l.Port), Hostname: ptrString(l.Hostname)}
+		accepted, resolved, conflict := true, true, false
+		reason, msg := string(gwapiv1.ListenerReasonAccepted), "listener accepted"
+		refReason, refMsg := string(gwapiv1.ListenerReasonResolvedRefs), "references resolved"
+		switch l.Protocol {
+		case gwapiv1.HTTPProtocolType:
+			ml.Protocol = discovery.ProtocolHTTP
+		case gwapiv1.HTTPSProtocolType:
+			ml.Protocol = discovery.ProtocolHTTPS
+			tls, r, m := ix.certificate(g, l)
+			if tls == nil {
+				resolved, refReason, refMsg = false, r, m
+			}
+			ml.TLS = tls
+		default:
+			accepted, reason, msg = false, string(gwapiv1.ListenerReasonUnsupportedProtocol), fmt.Sprintf("protocol %s is not served; use HTTP or HTTPS", l.Protocol)
+		}
+		if other, ok := ports[l.Port]; ok && accepted {
+			conflict = true
+			accepted, reason, msg = false, string(gwapiv1.ListenerReasonProtocolConflict), fmt.Sprintf("port %d is already used by listener %s", l.Port, other)
+		} else {
+			ports[l.Port] = string(l.Name)
+		}
+		if ar := l.AllowedRoutes; ar != nil && len(ar.Kinds) > 0 && !allowsHTTPRoute(ar.Kinds) {
+			resolved, refReason, refMsg = false, string(gwapiv1.ListenerReasonInvalidRouteKinds), "only HTTPRoute is supported"
+		}
+		gen := g.Generation
+		now := metav1.Now()
+		ls.set(now, gen, string(gwapiv1.ListenerConditionAccepted), accepted, reason, msg)
+		ls.set(now, gen, string(gwapiv1.ListenerConditionResolvedRefs), resolved, refReason, refMsg)
+		conflictReason := string(gwapiv1.ListenerReasonNoConflicts)
+		if conflict {
+			conflictReason = string(gwapiv1.ListenerReasonProtocolConflict)
+		}
+		ls.set(now, gen, string(gwapiv1.ListenerConditionConflicted), conflict, conflictReason, msg)
+		if accepted && resolved {
+			ls.model = ml
+			model.Listeners = append(model.Listeners, *ml)
+			ls.set(now, gen, string(gwapiv1.ListenerConditionProgrammed), true, string(gwapiv1.ListenerReasonProgrammed), "listener programmed")
+		} else {
+			ls.set(now, gen, string(gwapiv1.ListenerConditionProgrammed), false, string(gwapiv1.ListenerReasonInvalid), "listener not served: "+msg+"; "+refMsg)
+		}
+	}
+	return model, states
+}
+
+func allowsHTTPRoute(kinds []gwapiv1.RouteGroupKind) bool {
+	for _, k := range kinds {
+		if (k.Group == nil || *k.Group == gwapiv1.GroupName) && k.Kind == "HTTPRoute" {
+			return true
+		}
+	}
+	return false
+}
+
+// certificate resolves an HTTPS listener's first certificateRef to a kubernetes.io/tls Secret.
+func (ix *index) certificate(g *gwapiv1.Gateway, l gwapiv1.Listener) (*discovery.TLS, string, string) {
+	invalid := string(gwapiv1.ListenerReasonInvalidCertificateRef)
+	if l.TLS == nil || len(l.TLS.CertificateRefs) == 0 {
+		return nil, invalid, "HTTPS needs tls.certificateRefs"
+	}
+	ref := l.TLS.CertificateRefs[0]
+	if ref.Group != nil && *ref.Group != "" || ref.Kind != nil && *ref.Kind != "Secret" {
+		return nil, invalid, "certificateRefs[0] must be a Secret"
+	}
+	ns := g.Namespace
+	if ref.Namespace != nil {
+		ns = string(*ref.Namespace)
+	}
+	if !ix.granted(gwapiv1.GroupName, "Gateway", g.Namespace, "", "Secret", ns, string(ref.Name)) {
+		return nil, string(gwapiv1.ListenerReasonRefNotPermitted), fmt.Sprintf("Secret %s/%s is in another namespace and no ReferenceGrant allows it", ns, ref.Name)
+	}
+	s := ix.secrets[types.NamespacedName{Namespace: ns, Name: string(ref.Name)}]
+	if s == nil {
+		return nil, invalid, fmt.Sprintf("Secret %s/%s not found", ns, ref.Name)
+	}
+	cert, key := s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey]
+	if len(cert) == 0 || len(key) == 0 {
+		return nil, invalid, fmt.Sprintf("Secret %s/%s has no tls.crt and tls.key", ns, ref.Name)
+	}
+	return &discovery.TLS{SecretName: ns + "/" + string(ref.Name), CertPEM: cert, KeyPEM: key}, "", ""
+}
+
+// gatewayStatus is the status the Gateway should show.
+func gatewayStatus(g *gwapiv1.Gateway, model *discovery.Gateway, states map[string]*listenerState, now metav1.Time) gwapiv1.GatewayStatus {
+	st := gwapiv1.GatewayStatus{}
+	valid := true
+	for _, l := range g.Spec.Listeners {
+		ls := states[string(l.Name)]
+		valid = valid && ls.model != nil
+		st.Listeners = append(st.Listeners, gwapiv1.ListenerStatus{
+			Name:           l.Name,
+			SupportedKinds: []gwapiv1.RouteGroupKind{{Group: ptr(gwapiv1.Group(gwapiv1.GroupName)), Kind: "HTTPRoute"}},
+			AttachedRoutes: ls.attached,
+			Conditions:     ls.conds,
+		})
+	}
+	reason, msg := string(gwapiv1.GatewayReasonAccepted), "gateway accepted"
+	if !valid {
+		reason, msg = string(gwapiv1.GatewayReasonListenersNotValid), "some listeners cannot be served; see their conditions"
+	}
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: string(gwapiv1.GatewayConditionAccepted), Status: metav1.ConditionTrue,
+		Reason: reason, Message: msg, ObservedGeneration: g.Generation, LastTransitionTime: now})
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: string(gwapiv1.GatewayConditionProgrammed), Status: metav1.ConditionTrue,
+		Reason: string(gwapiv1.GatewayReasonProgrammed), Message: fmt.Sprintf("served over xDS to Envoys with node cluster %s", model.Key()),
+		ObservedGeneration: g.Generation, LastTransitionTime: now})
+	return st
+}
+
+func ptr[T any](v T) *T { return &v }
