@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -19,8 +20,8 @@ import (
 
 // Annotations and labels users set on Gateways, GatewayClasses and HTTPRoutes.
 const (
-	AnnotationMode     = "wafplane.dev/mode"
-	AnnotationFailOpen = "wafplane.dev/fail-open"
+	AnnotationMode      = "wafplane.dev/mode"
+	AnnotationFailOpen  = "wafplane.dev/fail-open"
 	AnnotationBodyLimit = "wafplane.dev/body-limit"
 	LabelEnabled        = "wafplane.dev/enabled"
 	// LabelDatadogEnabled is the opt-out label of Datadog's gateway injector, honoured so
@@ -40,12 +41,15 @@ type objects struct {
 	services   []*corev1.Service
 	slices     []*discoveryv1.EndpointSlice
 	secrets    []*corev1.Secret
+	// What provisioning made, to compare with what it should have made.
+	deployments []*appsv1.Deployment
+	configMaps  []*corev1.ConfigMap
 }
 
 // converted is the model and the status every object should have.
 type converted struct {
 	state    discovery.State
-	classes  map[string]metav1.Condition          // name → Accepted
+	classes  map[string]metav1.Condition // name → Accepted
 	gateways map[types.NamespacedName]*gatewayResult
 	routes   map[types.NamespacedName][]gwapiv1.RouteParentStatus
 }
@@ -148,11 +152,13 @@ type index struct {
 	services   map[types.NamespacedName]*corev1.Service
 	secrets    map[types.NamespacedName]*corev1.Secret
 	slices     map[types.NamespacedName][]*discoveryv1.EndpointSlice
+	optedOut   map[string]bool // gateways whose protection a label turned off
 }
 
 func newIndex(o objects) *index {
 	ix := &index{o: o, namespaces: map[string]*corev1.Namespace{}, services: map[types.NamespacedName]*corev1.Service{},
-		secrets: map[types.NamespacedName]*corev1.Secret{}, slices: map[types.NamespacedName][]*discoveryv1.EndpointSlice{}}
+		secrets: map[types.NamespacedName]*corev1.Secret{}, slices: map[types.NamespacedName][]*discoveryv1.EndpointSlice{},
+		optedOut: map[string]bool{}}
 	for _, n := range o.namespaces {
 		ix.namespaces[n.Name] = n
 	}
@@ -243,4 +249,3 @@ func ptrString[T ~string](p *T) string {
 }
 
 func fmtRef(ns, name string) string { return fmt.Sprintf("%s/%s", ns, name) }
-

@@ -33,7 +33,9 @@ func (ls *listenerState) set(now metav1.Time, gen int64, typ string, ok bool, re
 func (ix *index) gateway(g *gwapiv1.Gateway, class *gwapiv1.GatewayClass) (*discovery.Gateway, map[string]*listenerState) {
 	model := &discovery.Gateway{Namespace: g.Namespace, Name: g.Name, Protection: protection(g.Annotations)}
 	if optedOut(g, class) {
+		// An opt-out label wins over every annotation, the routes' included.
 		model.Protection = discovery.Protection{Mode: discovery.ModeOff}
+		ix.optedOut[model.Key()] = true
 	}
 	states := map[string]*listenerState{}
 	ports := map[int32]string{}

@@ -80,7 +80,7 @@ func (ix *index) attach(r *gwapiv1.HTTPRoute, ref gwapiv1.ParentReference, model
 		}
 		model.Routes = append(model.Routes, discovery.Route{Name: name, Hostnames: routeHosts, Rules: rules})
 		route = &model.Routes[len(model.Routes)-1]
-		if model.Protection.Mode != discovery.ModeOff || !optedOutGateway(model) {
+		if !ix.optedOut[model.Key()] {
 			if p := protection(r.Annotations); p != (discovery.Protection{}) {
 				route.Protection = &p
 			}
@@ -93,10 +93,6 @@ func (ix *index) attach(r *gwapiv1.HTTPRoute, ref gwapiv1.ParentReference, model
 	cond(string(gwapiv1.RouteConditionResolvedRefs), refsOK, refReason, refMsg)
 	return ps
 }
-
-// optedOutGateway is true for a gateway whose protection was forced off by a label; route
-// annotations do not turn it back on.
-func optedOutGateway(g *discovery.Gateway) bool { return g.Protection.Mode == discovery.ModeOff && g.Protection.FailOpen == nil }
 
 func (ix *index) allowed(r *gwapiv1.HTTPRoute, gatewayNS string, ar *gwapiv1.AllowedRoutes) bool {
 	if ar != nil && len(ar.Kinds) > 0 && !allowsHTTPRoute(ar.Kinds) {

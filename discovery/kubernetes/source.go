@@ -1,0 +1,198 @@
+package kubernetes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
+	gwinformers "sigs.k8s.io/gateway-api/pkg/client/informers/externalversions"
+
+	"github.com/wafplane/wafplane/discovery"
+)
+
+// Hold-off of the event loop: a burst of changes becomes one conversion once the cluster
+// has been quiet for HoldOff, or at the latest MaxHoldOff after the first change.
+const (
+	HoldOff    = 100 * time.Millisecond
+	MaxHoldOff = time.Second
+)
+
+// Source serves the Gateways of the cluster whose GatewayClass names ControllerName.
+type Source struct {
+	Config         *rest.Config
+	ControllerName string // DefaultControllerName when empty
+	Log            *slog.Logger
+	// LeaseNamespace and LeaseName locate the leader-election Lease; only the leader
+	// writes status and Events and provisions Envoys. Every replica serves xDS.
+	LeaseNamespace, LeaseName string
+	// Provision, when set, makes an Envoy Deployment, Service and bootstrap ConfigMap per
+	// Gateway.
+	Provision *Provisioner
+	// Resync is the informers' resync period; 0 disables.
+	Resync time.Duration
+}
+
+var _ discovery.Source = (*Source)(nil)
+
+// listers are the informers' caches, read as one snapshot of the cluster.
+type listers struct {
+	informers []cache.SharedIndexInformer
+	read      func() (objects, error)
+}
+
+// Run watches the cluster and sends an Update after every burst of changes, never before
+// the informers have synced.
+func (s *Source) Run(ctx context.Context, updates chan<- discovery.Update) error {
+	if s.ControllerName == "" {
+		s.ControllerName = DefaultControllerName
+	}
+	kc, err := kubernetes.NewForConfig(s.Config)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	gc, err := gwclient.NewForConfig(s.Config)
+	if err != nil {
+		return fmt.Errorf("gateway API client: %w", err)
+	}
+	trigger := make(chan struct{}, 1)
+	poke := func() {
+		select {
+		case trigger <- struct{}{}:
+		default:
+		}
+	}
+	l := s.watch(kc, gc, poke)
+	w := &writer{kc: kc, gc: gc, log: s.Log, controller: s.ControllerName, provision: s.Provision}
+	if err := w.start(ctx); err != nil {
+		return err
+	}
+	var leader atomic.Bool
+	go s.elect(ctx, kc, &leader, poke)
+
+	for _, inf := range l.informers {
+		go inf.Run(ctx.Done())
+	}
+	s.Log.Info("waiting for informers to sync")
+	synced := make([]cache.InformerSynced, len(l.informers))
+	for i, inf := range l.informers {
+		synced[i] = inf.HasSynced
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		return ctx.Err()
+	}
+	s.Log.Info("informers synced")
+	poke()
+	var quiet, deadline <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-trigger:
+			quiet = time.After(HoldOff)
+			if deadline == nil {
+				deadline = time.After(MaxHoldOff)
+			}
+			continue
+		case <-quiet:
+		case <-deadline:
+		}
+		quiet, deadline = nil, nil
+		o, err := l.read()
+		if err != nil {
+			s.Log.Error("reading the informers", "error", err)
+			continue
+		}
+		c := convert(o, s.ControllerName, metav1.Now())
+		select {
+		case updates <- discovery.Update{State: c.state}:
+		case <-ctx.Done():
+			return nil
+		}
+		if leader.Load() {
+			w.reconcile(ctx, o, c)
+		}
+	}
+}
+
+// watch builds the informers and calls poke on every change.
+func (s *Source) watch(kc kubernetes.Interface, gc gwclient.Interface, poke func()) listers {
+	core := informers.NewSharedInformerFactory(kc, s.Resync)
+	gw := gwinformers.NewSharedInformerFactory(gc, s.Resync)
+	classes := gw.Gateway().V1().GatewayClasses()
+	gateways := gw.Gateway().V1().Gateways()
+	routes := gw.Gateway().V1().HTTPRoutes()
+	grants := gw.Gateway().V1().ReferenceGrants()
+	namespaces := core.Core().V1().Namespaces()
+	services := core.Core().V1().Services()
+	slices := core.Discovery().V1().EndpointSlices()
+	secrets := core.Core().V1().Secrets()
+	handler := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { poke() },
+		UpdateFunc: func(any, any) { poke() },
+		DeleteFunc: func(any) { poke() },
+	}
+	// Provisioned objects only: they carry our label.
+	owned := informers.NewSharedInformerFactoryWithOptions(kc, s.Resync,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = LabelManagedBy + "=" + managedBy }))
+	deployments := owned.Apps().V1().Deployments()
+	configMaps := owned.Core().V1().ConfigMaps()
+	infs := []cache.SharedIndexInformer{classes.Informer(), gateways.Informer(), routes.Informer(), grants.Informer(),
+		namespaces.Informer(), services.Informer(), slices.Informer(), secrets.Informer()}
+	if s.Provision != nil {
+		infs = append(infs, deployments.Informer(), configMaps.Informer())
+	}
+	for _, inf := range infs {
+		_, _ = inf.AddEventHandler(handler)
+	}
+	all := labels.Everything()
+	return listers{informers: infs, read: func() (objects, error) {
+		var o objects
+		var errs []error
+		var err error
+		o.classes, err = classes.Lister().List(all)
+		errs = append(errs, err)
+		o.gateways, err = gateways.Lister().List(all)
+		errs = append(errs, err)
+		o.routes, err = routes.Lister().List(all)
+		errs = append(errs, err)
+		o.grants, err = grants.Lister().List(all)
+		errs = append(errs, err)
+		o.namespaces, err = namespaces.Lister().List(all)
+		errs = append(errs, err)
+		o.services, err = services.Lister().List(all)
+		errs = append(errs, err)
+		o.slices, err = slices.Lister().List(all)
+		errs = append(errs, err)
+		secretList, err := secrets.Lister().List(all)
+		errs = append(errs, err)
+		if s.Provision != nil {
+			o.deployments, err = deployments.Lister().List(all)
+			errs = append(errs, err)
+			o.configMaps, err = configMaps.Lister().List(all)
+			errs = append(errs, err)
+		}
+		for _, sec := range secretList {
+			if sec.Type == corev1.SecretTypeTLS {
+				o.secrets = append(o.secrets, sec)
+			}
+		}
+		return o, errors.Join(errs...)
+	}}
+}
+
+func identity() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s-%d", host, time.Now().UnixNano())
+}
