@@ -103,9 +103,10 @@ func TestTranslateCommand(t *testing.T) {
 
 func TestServeRejectsBadSettings(t *testing.T) {
 	for args, want := range map[string]string{
-		"--source kubernetes":         `--source "kubernetes"`,
-		"--processor-address nowhere": "--processor-address",
-		"--mode audit":                "--mode",
+		"--source consul": `--source "consul"`,
+		"--source kubernetes --kubeconfig /nonexistent/config": "--kubeconfig",
+		"--processor-address nowhere":                          "--processor-address",
+		"--mode audit":                                         "--mode",
 	} {
 		_, err := runCommand(t, append([]string{"serve"}, strings.Fields(args)...)...)
 		if err == nil || !strings.Contains(err.Error(), want) {

@@ -31,6 +31,7 @@ type serveFlags struct {
 	source, gateways string
 	xdsAddress       string
 	processorAddress string
+	kube             kubeFlags
 }
 
 func newServeCommand(logs *logOptions) *cobra.Command {
@@ -41,11 +42,12 @@ func newServeCommand(logs *logOptions) *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	env := &envFlags{fs: cmd.Flags()}
-	env.String(&f.source, "source", "file", "where gateways come from: file")
+	env.String(&f.source, "source", "file", "where gateways come from: file or kubernetes")
 	env.String(&f.gateways, "gateways", "", "gateways YAML file, watched (empty: the embedded default gateway default/demo on :10000 → 127.0.0.1:8080)")
 	env.String(&f.xdsAddress, "xds-address", ":18000", "ADS gRPC address Envoys bootstrap against")
 	env.String(&f.processorAddress, "processor-address", "", "host:port Envoys dial to reach the processor (default 127.0.0.1:<port>)")
 	f.processor.register(env, "0.0.0.0", 18080, 18081, false)
+	f.kube.register(env)
 	env.String(&f.processor.adminAddress, "admin-address", "127.0.0.1:19000", "admin HTTP address (empty disables)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if len(env.errs) > 0 {
@@ -63,7 +65,11 @@ func newServeCommand(logs *logOptions) *cobra.Command {
 func (f *serveFlags) options() (snapshot.Options, error) {
 	addr := f.processorAddress
 	if addr == "" {
-		addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(f.processor.port))
+		host := "127.0.0.1"
+		if f.source == "kubernetes" {
+			host = f.kube.serviceHost() // Envoys run in other pods
+		}
+		addr = net.JoinHostPort(host, strconv.Itoa(f.processor.port))
 	}
 	if f.processor.uds != "" {
 		return snapshot.Options{}, errors.New("--uds-path: Envoys reach the processor of `serve` over TCP; use `wafplane processor` for a Unix socket")
@@ -72,8 +78,8 @@ func (f *serveFlags) options() (snapshot.Options, error) {
 }
 
 func (f *serveFlags) run(ctx context.Context, log *slog.Logger) error {
-	if f.source != "file" {
-		return fmt.Errorf("--source %q: only \"file\" is available in this build", f.source)
+	if f.source != "file" && f.source != "kubernetes" {
+		return fmt.Errorf("--source %q: want file or kubernetes", f.source)
 	}
 	cfg, err := f.processor.config()
 	if err != nil {
@@ -94,7 +100,12 @@ func (f *serveFlags) run(ctx context.Context, log *slog.Logger) error {
 	}
 	xs := xds.New(log.With("component", "xds"), reg)
 	loop := newTranslateLoop(xs, opts, reg, log.With("component", "translate"))
-	src := &file.Source{Path: f.gateways, Log: log.With("component", "discovery")}
+	var src discovery.Source = &file.Source{Path: f.gateways, Log: log.With("component", "discovery")}
+	if f.source == "kubernetes" {
+		if src, err = f.kube.source(f.xdsAddress, log.With("component", "discovery")); err != nil {
+			return err
+		}
+	}
 
 	g, ctx := errgroup.WithContext(ctx)
 	updates := make(chan discovery.Update)
