@@ -4,7 +4,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -X main.version=$(VERSION)
 BENCHTIME ?= 2s
 
-.PHONY: build run test bench lint clean
+.PHONY: build run test bench lint clean kube-test-env
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/wafplane ./cmd/wafplane
@@ -14,9 +14,13 @@ build:
 run: build
 	./bin/wafplane serve
 
-# Every test, integration tests against real servers included.
-test: lint
+# Every test, integration tests against real servers included: etcd (Debian's etcd-server,
+# installed when missing) and kube-apiserver (built once from the Go module proxy, cached).
+test: lint kube-test-env
 	$(GO) test -count=1 -race -timeout 30m ./...
+
+kube-test-env:
+	GO=$(GO) bash hack/kube-test-env.sh
 
 # Processor (WAF and ext_proc round trip), translation and ADS push benchmarks.
 bench:

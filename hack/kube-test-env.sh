@@ -29,7 +29,8 @@ if [ ! -x "$BIN" ]; then
 	cd "$work"
 	"$GO" mod init wafplane.local/kube-apiserver >/dev/null 2>&1
 	# The staging modules are whatever k8s.io/kubernetes replaces with ./staging.
-	modfile="$(curl -fsSL "${GOPROXY_URL:-https://proxy.golang.org}/k8s.io/kubernetes/@v/$KUBE_VERSION.mod")"
+	gomod="$("$GO" mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+	modfile="$(cat "$gomod")"
 	{
 		echo "require k8s.io/kubernetes $KUBE_VERSION"
 		echo "replace ("

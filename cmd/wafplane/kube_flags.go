@@ -52,7 +52,7 @@ func (k *kubeFlags) restConfig() (*rest.Config, error) {
 		return nil, fmt.Errorf("--kubeconfig: %w", err)
 	}
 	// One conversion can write many statuses; client-go's default 5 QPS would throttle it.
-	cfg.QPS, cfg.Burst = 50, 100
+	cfg.QPS, cfg.Burst = 100, 200
 	return cfg, nil
 }
 

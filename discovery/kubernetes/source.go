@@ -78,6 +78,7 @@ func (s *Source) Run(ctx context.Context, updates chan<- discovery.Update) error
 	if err := w.start(ctx); err != nil {
 		return err
 	}
+	go w.run(ctx)
 	var leader atomic.Bool
 	go s.elect(ctx, kc, &leader, poke)
 
@@ -121,7 +122,7 @@ func (s *Source) Run(ctx context.Context, updates chan<- discovery.Update) error
 			return nil
 		}
 		if leader.Load() {
-			w.reconcile(ctx, o, c)
+			w.submit(o, c)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -32,6 +33,44 @@ type writer struct {
 	recorder   record.EventRecorder
 	protected  map[types.NamespacedName]bool // last protection seen, for on/off Events
 	warned     map[string]string             // object → last warning, so Events are not repeated
+
+	// The latest conversion waits here; status writes never hold back the next snapshot.
+	mu      sync.Mutex
+	pending *work
+	wake    chan struct{}
+}
+
+type work struct {
+	o objects
+	c converted
+}
+
+// submit hands the writer the latest conversion, replacing one it has not started on.
+func (w *writer) submit(o objects, c converted) {
+	w.mu.Lock()
+	w.pending = &work{o, c}
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *writer) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.wake:
+		}
+		w.mu.Lock()
+		job := w.pending
+		w.pending = nil
+		w.mu.Unlock()
+		if job != nil {
+			w.reconcile(ctx, job.o, job.c)
+		}
+	}
 }
 
 func (w *writer) start(ctx context.Context) error {
@@ -45,6 +84,7 @@ func (w *writer) start(ctx context.Context) error {
 	b := record.NewBroadcaster(record.WithContext(ctx))
 	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: w.kc.CoreV1().Events("")})
 	w.recorder = b.NewRecorder(scheme, corev1.EventSource{Component: "wafplane"})
+	w.wake = make(chan struct{}, 1)
 	w.protected = map[types.NamespacedName]bool{}
 	w.warned = map[string]string{}
 	go func() { <-ctx.Done(); b.Shutdown() }()

@@ -1,0 +1,350 @@
+package integration
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3" // in the bootstrap
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protojson"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
+	"sigs.k8s.io/yaml"
+
+	"github.com/wafplane/wafplane/discovery/kubernetes/kubetest"
+	"github.com/wafplane/wafplane/xds/xdstest"
+)
+
+// kubeInstance is wafplane serve --source=kubernetes against a real kube-apiserver, with
+// the token of the ServiceAccount that deploy/kubernetes binds to its ClusterRole.
+type kubeInstance struct {
+	env  *kubetest.Env
+	kc   kubernetes.Interface
+	gc   gwclient.Interface
+	xds  *grpc.ClientConn
+	log  *lockedBuffer
+	proc string
+}
+
+func startKube(t *testing.T) *kubeInstance {
+	t.Helper()
+	env := kubetest.Start(t)
+	for _, f := range []string{"namespace.yaml", "rbac.yaml", "gatewayclass.yaml"} {
+		raw, err := os.ReadFile(filepath.Join("..", "deploy", "kubernetes", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		env.Apply(raw)
+	}
+	sa := env.ServiceAccount("wafplane-system", "wafplane")
+	in := &kubeInstance{env: env, kc: env.Clientset(), log: &lockedBuffer{}}
+	gc, err := gwclient.NewForConfig(env.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.gc = gc
+	xdsAddr := "127.0.0.1:" + freePort(t)
+	procPort := freePort(t)
+	in.proc = "127.0.0.1:" + procPort
+	admin := "127.0.0.1:" + freePort(t)
+	cmd := exec.Command(binary, "serve", "--source", "kubernetes", "--kubeconfig", env.Kubeconfig(sa),
+		"--namespace", "wafplane-system", "--xds-address", xdsAddr, "--admin-address", admin,
+		"--host", "127.0.0.1", "--port", procPort, "--health-port", "0", "--log-level", "debug")
+	cmd.Stdout, cmd.Stderr = in.log, in.log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("wafplane log:\n%s", in.log)
+		}
+	})
+	eventually(t, "wafplane ready", 60*time.Second, func() bool {
+		resp, err := http.Get("http://" + admin + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	conn, err := grpc.NewClient(xdsAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	in.xds = conn
+	return in
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func namespace(t *testing.T, kc kubernetes.Interface, name string) {
+	t.Helper()
+	_, err := kc.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	must(t, err)
+}
+
+// backend creates a Service (port 80 → 8080) with one ready endpoint.
+func backend(t *testing.T, kc kubernetes.Interface, ns, name, ip string) {
+	t.Helper()
+	ctx := context.Background()
+	_, err := kc.CoreV1().Services(ns).Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)}}}}, metav1.CreateOptions{})
+	must(t, err)
+	_, err = kc.DiscoveryV1().EndpointSlices(ns).Create(ctx, &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: name + "-1", Namespace: ns, Labels: map[string]string{discoveryv1.LabelServiceName: name}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{ip}, Conditions: discoveryv1.EndpointConditions{Ready: ptr(true)}}},
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr("http"), Port: ptr(int32(8080))}},
+	}, metav1.CreateOptions{})
+	must(t, err)
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func httpRoute(ns, name, gateway, backendNS, backendName string) *gwapiv1.HTTPRoute {
+	ref := gwapiv1.HTTPBackendRef{BackendRef: gwapiv1.BackendRef{BackendObjectReference: gwapiv1.BackendObjectReference{
+		Name: gwapiv1.ObjectName(backendName), Port: ptr(gwapiv1.PortNumber(80))}}}
+	if backendNS != ns {
+		ref.Namespace = ptr(gwapiv1.Namespace(backendNS))
+	}
+	return &gwapiv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: gwapiv1.HTTPRouteSpec{
+			CommonRouteSpec: gwapiv1.CommonRouteSpec{ParentRefs: []gwapiv1.ParentReference{{Name: gwapiv1.ObjectName(gateway)}}},
+			Rules: []gwapiv1.HTTPRouteRule{{
+				Matches:     []gwapiv1.HTTPRouteMatch{{Path: &gwapiv1.HTTPPathMatch{Type: ptr(gwapiv1.PathMatchPathPrefix), Value: ptr("/" + name)}}},
+				BackendRefs: []gwapiv1.HTTPBackendRef{ref},
+			}},
+		}}
+}
+
+func condition(conds []metav1.Condition, typ string) *metav1.Condition {
+	return meta.FindStatusCondition(conds, typ)
+}
+
+func routeCondition(t *testing.T, gc gwclient.Interface, ns, name, typ string) *metav1.Condition {
+	r, err := gc.GatewayV1().HTTPRoutes(ns).Get(context.Background(), name, metav1.GetOptions{})
+	must(t, err)
+	if len(r.Status.Parents) == 0 {
+		return nil
+	}
+	return condition(r.Status.Parents[0].Conditions, typ)
+}
+
+func recvType(t *testing.T, d *xdstest.Delta, typ string, within time.Duration) *discoveryv3.DeltaDiscoveryResponse {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		r := recv(t, time.Until(deadline), d.Recv)
+		must(t, d.Ack(r))
+		if r.TypeUrl == typ {
+			return r
+		}
+	}
+}
+
+func TestKubernetesGateways(t *testing.T) {
+	in := startKube(t)
+	ctx := context.Background()
+	namespace(t, in.kc, "shop")
+	backend(t, in.kc, "shop", "app", "10.1.0.5")
+
+	d, err := xdstest.NewDelta(ctx, in.xds, &corev3.Node{Id: "edge-0", Cluster: "shop/edge"})
+	must(t, err)
+	must(t, d.Subscribe(resourcev3.ListenerType))
+
+	_, err = in.gc.GatewayV1().Gateways("shop").Create(ctx, &gwapiv1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: "edge", Namespace: "shop"},
+		Spec: gwapiv1.GatewaySpec{GatewayClassName: "wafplane", Listeners: []gwapiv1.Listener{{Name: "http", Port: 8080, Protocol: gwapiv1.HTTPProtocolType}}}},
+		metav1.CreateOptions{})
+	must(t, err)
+	_, err = in.gc.GatewayV1().HTTPRoutes("shop").Create(ctx, httpRoute("shop", "app", "edge", "shop", "app"), metav1.CreateOptions{})
+	must(t, err)
+
+	t.Run("the Envoy sees listener, route, cluster and endpoints within 2 s", func(t *testing.T) {
+		lr := recvType(t, d, resourcev3.ListenerType, 2*time.Second)
+		l := &listenerv3.Listener{}
+		must(t, lr.Resources[0].Resource.UnmarshalTo(l))
+		checkListener(t, l)
+		must(t, d.Subscribe(resourcev3.RouteType, "shop/edge/http"))
+		rc := &routev3.RouteConfiguration{}
+		must(t, recvType(t, d, resourcev3.RouteType, 2*time.Second).Resources[0].Resource.UnmarshalTo(rc))
+		if got := rc.VirtualHosts[0].Routes[0].GetRoute().GetCluster(); got != "shop/app:80" {
+			t.Fatalf("route goes to %q, want shop/app:80", got)
+		}
+		must(t, d.Subscribe(resourcev3.ClusterType))
+		cr := recvType(t, d, resourcev3.ClusterType, 2*time.Second)
+		found := false
+		for _, r := range cr.Resources {
+			c := &clusterv3.Cluster{}
+			must(t, r.Resource.UnmarshalTo(c))
+			found = found || c.Name == "shop/app:80" && c.GetType() == clusterv3.Cluster_EDS
+		}
+		if !found {
+			t.Fatal("no EDS cluster shop/app:80")
+		}
+		must(t, d.Subscribe(resourcev3.EndpointType, "shop/app:80"))
+		cla := &endpointv3.ClusterLoadAssignment{}
+		must(t, recvType(t, d, resourcev3.EndpointType, 2*time.Second).Resources[0].Resource.UnmarshalTo(cla))
+		sa := cla.Endpoints[0].LbEndpoints[0].GetEndpoint().Address.GetSocketAddress()
+		if sa.Address != "10.1.0.5" || sa.GetPortValue() != 8080 {
+			t.Fatalf("endpoint %v, want 10.1.0.5:8080", sa)
+		}
+	})
+
+	t.Run("status is written", func(t *testing.T) {
+		eventually(t, "GatewayClass, Gateway and HTTPRoute status", 10*time.Second, func() bool {
+			gcl, err := in.gc.GatewayV1().GatewayClasses().Get(ctx, "wafplane", metav1.GetOptions{})
+			must(t, err)
+			g, err := in.gc.GatewayV1().Gateways("shop").Get(ctx, "edge", metav1.GetOptions{})
+			must(t, err)
+			ok := meta.IsStatusConditionTrue(gcl.Status.Conditions, "Accepted") &&
+				meta.IsStatusConditionTrue(g.Status.Conditions, "Accepted") && meta.IsStatusConditionTrue(g.Status.Conditions, "Programmed") &&
+				len(g.Status.Listeners) == 1 && g.Status.Listeners[0].AttachedRoutes == 1 && len(g.Status.Addresses) == 1
+			a, r := routeCondition(t, in.gc, "shop", "app", "Accepted"), routeCondition(t, in.gc, "shop", "app", "ResolvedRefs")
+			return ok && a != nil && a.Status == metav1.ConditionTrue && r != nil && r.Status == metav1.ConditionTrue
+		})
+	})
+
+	t.Run("provisioning: Deployment, Service and bootstrap ConfigMap owned by the Gateway", func(t *testing.T) {
+		g, err := in.gc.GatewayV1().Gateways("shop").Get(ctx, "edge", metav1.GetOptions{})
+		must(t, err)
+		owned := func(m metav1.ObjectMeta) bool {
+			return len(m.OwnerReferences) == 1 && m.OwnerReferences[0].UID == g.UID && m.OwnerReferences[0].Kind == "Gateway"
+		}
+		eventually(t, "provisioned objects", 10*time.Second, func() bool {
+			dep, e1 := in.kc.AppsV1().Deployments("shop").Get(ctx, "wafplane-edge", metav1.GetOptions{})
+			svc, e2 := in.kc.CoreV1().Services("shop").Get(ctx, "wafplane-edge", metav1.GetOptions{})
+			cm, e3 := in.kc.CoreV1().ConfigMaps("shop").Get(ctx, "wafplane-edge", metav1.GetOptions{})
+			if e1 != nil || e2 != nil || e3 != nil {
+				return false
+			}
+			if !owned(dep.ObjectMeta) || !owned(svc.ObjectMeta) || !owned(cm.ObjectMeta) || svc.Spec.Ports[0].Port != 8080 {
+				t.Fatalf("provisioned objects are not owned by the Gateway or miss its port")
+			}
+			raw, err := yaml.YAMLToJSON([]byte(cm.Data["bootstrap.yaml"]))
+			must(t, err)
+			b := &bootstrapv3.Bootstrap{}
+			must(t, protojson.Unmarshal(raw, b))
+			must(t, b.ValidateAll())
+			if b.Node.Cluster != "shop/edge" {
+				t.Fatalf("bootstrap node cluster %q", b.Node.Cluster)
+			}
+			return true
+		})
+	})
+
+	t.Run("a cross-namespace backend needs a ReferenceGrant", func(t *testing.T) {
+		namespace(t, in.kc, "backend")
+		backend(t, in.kc, "backend", "api", "10.2.0.7")
+		_, err := in.gc.GatewayV1().HTTPRoutes("shop").Create(ctx, httpRoute("shop", "api", "edge", "backend", "api"), metav1.CreateOptions{})
+		must(t, err)
+		eventually(t, "RefNotPermitted", 10*time.Second, func() bool {
+			c := routeCondition(t, in.gc, "shop", "api", "ResolvedRefs")
+			return c != nil && c.Status == metav1.ConditionFalse && c.Reason == "RefNotPermitted"
+		})
+		_, err = in.gc.GatewayV1().ReferenceGrants("backend").Create(ctx, &gwapiv1.ReferenceGrant{
+			ObjectMeta: metav1.ObjectMeta{Name: "shop-routes", Namespace: "backend"},
+			Spec: gwapiv1.ReferenceGrantSpec{
+				From: []gwapiv1.ReferenceGrantFrom{{Group: gwapiv1.GroupName, Kind: "HTTPRoute", Namespace: "shop"}},
+				To:   []gwapiv1.ReferenceGrantTo{{Group: "", Kind: "Service"}},
+			}}, metav1.CreateOptions{})
+		must(t, err)
+		eventually(t, "ResolvedRefs after the grant", 10*time.Second, func() bool {
+			c := routeCondition(t, in.gc, "shop", "api", "ResolvedRefs")
+			return c != nil && c.Status == metav1.ConditionTrue
+		})
+	})
+
+	t.Run("an opt-out label removes the filter, routing goes on", func(t *testing.T) {
+		label := func(labels map[string]string) {
+			// wafplane writes the Gateway's status meanwhile: retry on conflicts.
+			must(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				g, err := in.gc.GatewayV1().Gateways("shop").Get(ctx, "edge", metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				g.Labels = labels
+				_, err = in.gc.GatewayV1().Gateways("shop").Update(ctx, g, metav1.UpdateOptions{})
+				return err
+			}))
+		}
+		for _, name := range []string{"wafplane.dev/enabled", "appsec.datadoghq.com/enabled"} {
+			label(map[string]string{name: "false"})
+			l := &listenerv3.Listener{}
+			must(t, recvType(t, d, resourcev3.ListenerType, 5*time.Second).Resources[0].Resource.UnmarshalTo(l))
+			if filters := httpFilters(t, l); len(filters) != 1 || filters[0] != "envoy.filters.http.router" {
+				t.Fatalf("%s=false: filters %v, want the router alone", name, filters)
+			}
+			label(nil)
+			must(t, recvType(t, d, resourcev3.ListenerType, 5*time.Second).Resources[0].Resource.UnmarshalTo(l))
+			checkListener(t, l)
+		}
+		eventually(t, "ProtectionDisabled event", 10*time.Second, func() bool {
+			evs, err := in.kc.CoreV1().Events("shop").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=edge"})
+			must(t, err)
+			for _, e := range evs.Items {
+				if e.Reason == "ProtectionDisabled" {
+					return true
+				}
+			}
+			return false
+		})
+	})
+
+	t.Run("kube-apiserver restarts: informers resume", func(t *testing.T) {
+		in.env.StopAPIServer()
+		time.Sleep(time.Second)
+		in.env.StartAPIServer()
+		// A change made right after the restart reaches the Envoy.
+		slice, err := in.kc.DiscoveryV1().EndpointSlices("shop").Get(ctx, "app-1", metav1.GetOptions{})
+		must(t, err)
+		slice.Endpoints[0].Addresses = []string{"10.1.0.9"}
+		_, err = in.kc.DiscoveryV1().EndpointSlices("shop").Update(ctx, slice, metav1.UpdateOptions{})
+		must(t, err)
+		eventually(t, "new endpoint after restart", 30*time.Second, func() bool {
+			r := recvType(t, d, resourcev3.EndpointType, 30*time.Second)
+			cla := &endpointv3.ClusterLoadAssignment{}
+			must(t, r.Resources[0].Resource.UnmarshalTo(cla))
+			return cla.ClusterName == "shop/app:80" && cla.Endpoints[0].LbEndpoints[0].GetEndpoint().Address.GetSocketAddress().Address == "10.1.0.9"
+		})
+	})
+}
+
+func httpFilters(t *testing.T, l *listenerv3.Listener) []string {
+	hcm := &hcmv3.HttpConnectionManager{}
+	must(t, l.FilterChains[0].Filters[0].GetTypedConfig().UnmarshalTo(hcm))
+	var names []string
+	for _, f := range hcm.HttpFilters {
+		names = append(names, f.Name)
+	}
+	return names
+}
