@@ -46,9 +46,10 @@ type kubeInstance struct {
 	xds  *grpc.ClientConn
 	log  *lockedBuffer
 	proc string
+	pid  int
 }
 
-func startKube(t *testing.T) *kubeInstance {
+func startKube(t testing.TB) *kubeInstance {
 	t.Helper()
 	env := kubetest.Start(t)
 	for _, f := range []string{"namespace.yaml", "rbac.yaml", "gatewayclass.yaml"} {
@@ -76,6 +77,7 @@ func startKube(t *testing.T) *kubeInstance {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	in.pid = cmd.Process.Pid
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
@@ -100,21 +102,21 @@ func startKube(t *testing.T) *kubeInstance {
 	return in
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
 }
 
-func namespace(t *testing.T, kc kubernetes.Interface, name string) {
+func namespace(t testing.TB, kc kubernetes.Interface, name string) {
 	t.Helper()
 	_, err := kc.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
 	must(t, err)
 }
 
 // backend creates a Service (port 80 → 8080) with one ready endpoint.
-func backend(t *testing.T, kc kubernetes.Interface, ns, name, ip string) {
+func backend(t testing.TB, kc kubernetes.Interface, ns, name, ip string) {
 	t.Helper()
 	ctx := context.Background()
 	_, err := kc.CoreV1().Services(ns).Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},

@@ -68,7 +68,7 @@ type instance struct {
 	conn                  *grpc.ClientConn
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -170,7 +170,7 @@ func (in *instance) get(t *testing.T, path string, v any) {
 	}
 }
 
-func eventually(t *testing.T, what string, within time.Duration, f func() bool) {
+func eventually(t testing.TB, what string, within time.Duration, f func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for !f() {
@@ -182,7 +182,7 @@ func eventually(t *testing.T, what string, within time.Duration, f func() bool) 
 }
 
 // recv waits for one value from a blocking receive, or fails the test after within.
-func recv[T any](t *testing.T, within time.Duration, f func() (T, error)) T {
+func recv[T any](t testing.TB, within time.Duration, f func() (T, error)) T {
 	t.Helper()
 	type result struct {
 		v   T

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"sync/atomic"
 	"time"
@@ -149,14 +150,25 @@ func (s *Source) watch(kc kubernetes.Interface, gc gwclient.Interface, poke func
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = LabelManagedBy + "=" + managedBy }))
 	deployments := owned.Apps().V1().Deployments()
 	configMaps := owned.Core().V1().ConfigMaps()
-	infs := []cache.SharedIndexInformer{classes.Informer(), gateways.Informer(), routes.Informer(), grants.Informer(),
-		namespaces.Informer(), services.Informer(), slices.Informer(), secrets.Informer()}
-	if s.Provision != nil {
-		infs = append(infs, deployments.Informer(), configMaps.Informer())
+	// Our own status writes change Gateway API objects without changing their spec; they
+	// must not wake the loop, or a stream of them would hold every conversion back to
+	// MaxHoldOff.
+	specHandler := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { poke() },
+		UpdateFunc: func(old, cur any) { specChanged(old, cur, poke) },
+		DeleteFunc: func(any) { poke() },
 	}
-	for _, inf := range infs {
+	for _, inf := range []cache.SharedIndexInformer{classes.Informer(), gateways.Informer(), routes.Informer()} {
+		_, _ = inf.AddEventHandler(specHandler)
+	}
+	others := []cache.SharedIndexInformer{grants.Informer(), namespaces.Informer(), services.Informer(), slices.Informer(), secrets.Informer()}
+	if s.Provision != nil {
+		others = append(others, deployments.Informer(), configMaps.Informer())
+	}
+	for _, inf := range others {
 		_, _ = inf.AddEventHandler(handler)
 	}
+	infs := append([]cache.SharedIndexInformer{classes.Informer(), gateways.Informer(), routes.Informer()}, others...)
 	all := labels.Everything()
 	return listers{informers: infs, read: func() (objects, error) {
 		var o objects
@@ -196,4 +208,16 @@ func (s *Source) watch(kc kubernetes.Interface, gc gwclient.Interface, poke func
 func identity() string {
 	host, _ := os.Hostname()
 	return fmt.Sprintf("%s-%d", host, time.Now().UnixNano())
+}
+
+// specChanged pokes unless only the status changed: same generation, labels and
+// annotations (the model reads nothing else that can change without a new generation).
+func specChanged(old, cur any, poke func()) {
+	o, ok1 := old.(metav1.Object)
+	c, ok2 := cur.(metav1.Object)
+	if ok1 && ok2 && o.GetGeneration() == c.GetGeneration() &&
+		maps.Equal(o.GetLabels(), c.GetLabels()) && maps.Equal(o.GetAnnotations(), c.GetAnnotations()) {
+		return
+	}
+	poke()
 }
