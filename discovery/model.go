@@ -137,6 +137,9 @@ type Backend struct {
 	Port      uint32     `json:"port"`
 	Weight    *uint32    `json:"weight,omitempty"` // default 1
 	Endpoints []Endpoint `json:"endpoints,omitempty"`
+	// Invalid says why a backend could not be resolved (Kubernetes: a missing Service, a
+	// reference no ReferenceGrant allows). Its share of the requests is answered 500.
+	Invalid string `json:"-"`
 }
 
 // Endpoint is one ready address of a backend.

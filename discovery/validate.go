@@ -191,6 +191,9 @@ func (v *validator) rule(field string, r Rule) {
 	v.headers(field+".filters.responseHeaders", fl.ResponseHeaders)
 	for i, b := range r.Backends {
 		f := fmt.Sprintf("%s.backends[%d]", field, i)
+		if b.Invalid != "" {
+			continue
+		}
 		if b.Host == "" && b.Name == "" {
 			v.add("%s.host: required", f)
 		}

@@ -239,21 +239,33 @@ func (t *translation) action(rt *routev3.Route, m discovery.Match, rule discover
 		return
 	}
 	var weighted []*routev3.WeightedCluster_ClusterWeight
+	valid, invalid := false, false
 	for _, b := range rule.Backends {
 		w := uint32(1)
 		if b.Weight != nil {
 			w = *b.Weight
 		}
-		t.addBackend(b)
+		name := invalidBackend
+		if b.Invalid == "" {
+			t.addBackend(b)
+			name = clusterName(b)
+		}
 		if w > 0 {
-			weighted = append(weighted, &routev3.WeightedCluster_ClusterWeight{Name: clusterName(b), Weight: wrapperspb.UInt32(w)})
+			valid = valid || b.Invalid == ""
+			invalid = invalid || b.Invalid != ""
+			weighted = append(weighted, &routev3.WeightedCluster_ClusterWeight{Name: name, Weight: wrapperspb.UInt32(w)})
 		}
 	}
-	if len(weighted) == 0 {
+	if !valid {
 		rt.Action = &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{Status: 500}}
 		return
 	}
+	// An unresolved backend's share goes to a cluster that does not exist, which Envoy
+	// answers with 500, as the Gateway API asks.
 	ra := &routev3.RouteAction{}
+	if invalid {
+		ra.ClusterNotFoundResponseCode = routev3.RouteAction_INTERNAL_SERVER_ERROR
+	}
 	if len(weighted) == 1 {
 		ra.ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: weighted[0].Name}
 	} else {
@@ -275,6 +287,9 @@ func (t *translation) action(rt *routev3.Route, m discovery.Match, rule discover
 	}
 	rt.Action = &routev3.Route_Route{Route: ra}
 }
+
+// invalidBackend is the cluster name, never defined, of backends that do not resolve.
+const invalidBackend = "wafplane-invalid-backend"
 
 // fullPathRewrite replaces the whole path and keeps the query.
 func fullPathRewrite(path string) *matcherv3.RegexMatchAndSubstitute {

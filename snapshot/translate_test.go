@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -235,5 +236,29 @@ func TestInlineCertificateGoesOverSDS(t *testing.T) {
 	}
 	if len(d.Secrets) != 1 || d.Secrets[0] != "default/tls-cert" {
 		t.Fatalf("dump secrets %v", d.Secrets)
+	}
+}
+
+// An unresolved backend's share is answered 500 through a cluster that does not exist.
+func TestInvalidBackendShareAnswers500(t *testing.T) {
+	g := demo(t)
+	w := uint32(1)
+	g.Routes[0].Rules[0].Backends = append(g.Routes[0].Rules[0].Backends, discovery.Backend{Invalid: "Service shop/gone not found", Weight: &w})
+	r := translateOK(t, g, Options{})
+	ra := r.Routes[0].VirtualHosts[0].Routes[0].GetRoute()
+	wc := ra.GetWeightedClusters().GetClusters()
+	if len(wc) != 2 || wc[1].Name != invalidBackend || ra.ClusterNotFoundResponseCode != routev3.RouteAction_INTERNAL_SERVER_ERROR {
+		t.Fatalf("route action %v", ra)
+	}
+	for _, c := range r.Clusters {
+		if c.Name == invalidBackend {
+			t.Fatal("the invalid backend must not become a cluster")
+		}
+	}
+	// Only invalid backends: a direct 500.
+	g.Routes[0].Rules[0].Backends = g.Routes[0].Rules[0].Backends[1:]
+	r = translateOK(t, g, Options{})
+	if dr := r.Routes[0].VirtualHosts[0].Routes[0].GetDirectResponse(); dr == nil || dr.Status != 500 {
+		t.Fatalf("want a direct 500, got %v", r.Routes[0].VirtualHosts[0].Routes[0])
 	}
 }

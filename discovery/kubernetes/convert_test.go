@@ -155,10 +155,10 @@ func TestConvertRouteRefusals(t *testing.T) {
 	if cond := parentCond(t, c, "team", "team", "Accepted"); cond.Status != metav1.ConditionTrue {
 		t.Errorf("selector: %+v", cond)
 	}
-	// The missing backend's rule answers 500: it keeps no backend.
+	// The missing backend is marked, so that its share is answered 500.
 	for _, r := range c.state.Gateways[0].Routes {
-		if r.Name == "shop/missing" && len(r.Rules[0].Backends) != 0 {
-			t.Errorf("unresolved backend kept: %+v", r.Rules[0].Backends)
+		if r.Name == "shop/missing" && (len(r.Rules[0].Backends) != 1 || r.Rules[0].Backends[0].Invalid == "") {
+			t.Errorf("unresolved backend not marked invalid: %+v", r.Rules[0].Backends)
 		}
 	}
 }

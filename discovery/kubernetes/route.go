@@ -142,8 +142,8 @@ func matchHost(pattern, name string) bool {
 
 type refProblem struct{ reason, msg string }
 
-// rules converts the route's rules. A backend that does not resolve is left out and named
-// in the returned problem; a rule left without backends answers 500, as the spec says.
+// rules converts the route's rules. A backend that does not resolve is marked invalid and
+// named in the returned problem; its share of requests is answered 500, as the spec says.
 func (ix *index) rules(r *gwapiv1.HTTPRoute) ([]discovery.Rule, *refProblem) {
 	var problem *refProblem
 	note := func(reason gwapiv1.RouteConditionReason, format string, args ...any) {
@@ -178,9 +178,15 @@ func (ix *index) rules(r *gwapiv1.HTTPRoute) ([]discovery.Rule, *refProblem) {
 		}
 		if mr.Filters.Redirect == nil && !unsupported {
 			for _, b := range rule.BackendRefs {
-				if be, ok := ix.backend(r, b.BackendRef, note); ok {
-					mr.Backends = append(mr.Backends, be)
+				be, ok := ix.backend(r, b.BackendRef, note)
+				if !ok {
+					w := uint32(1)
+					if b.Weight != nil {
+						w = uint32(*b.Weight)
+					}
+					be = discovery.Backend{Invalid: problem.msg, Weight: &w}
 				}
+				mr.Backends = append(mr.Backends, be)
 			}
 		}
 		if unsupported {
