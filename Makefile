@@ -22,10 +22,11 @@ test: lint kube-test-env
 kube-test-env:
 	GO=$(GO) bash hack/kube-test-env.sh
 
-# Processor (WAF and ext_proc round trip), translation and ADS push benchmarks.
-bench:
+# Processor (WAF and ext_proc round trip), translation, ADS push and Kubernetes benchmarks.
+bench: kube-test-env
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./processor/
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 5x ./snapshot/ ./xds/
+	$(GO) test -run '^$$' -bench Kubernetes -benchtime 1x ./integration/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

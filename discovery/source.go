@@ -14,4 +14,7 @@ type Source interface {
 type Update struct {
 	State State
 	Err   error
+	// EndpointsOnly is true when nothing but backend endpoints changed since the previous
+	// Update, so that the consumer may refresh endpoints without a full translation.
+	EndpointsOnly bool
 }

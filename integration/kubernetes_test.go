@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -320,6 +321,26 @@ func TestKubernetesGateways(t *testing.T) {
 			}
 			return false
 		})
+	})
+
+	t.Run("an EndpointSlice change refreshes only the endpoints", func(t *testing.T) {
+		must(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			slice, err := in.kc.DiscoveryV1().EndpointSlices("shop").Get(ctx, "app-1", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			slice.Endpoints[0].Addresses = []string{"10.1.0.6"}
+			_, err = in.kc.DiscoveryV1().EndpointSlices("shop").Update(ctx, slice, metav1.UpdateOptions{})
+			return err
+		}))
+		cla := &endpointv3.ClusterLoadAssignment{}
+		must(t, recvType(t, d, resourcev3.EndpointType, 2*time.Second).Resources[0].Resource.UnmarshalTo(cla))
+		if got := cla.Endpoints[0].LbEndpoints[0].GetEndpoint().Address.GetSocketAddress().Address; got != "10.1.0.6" {
+			t.Fatalf("endpoint %s, want 10.1.0.6", got)
+		}
+		if !strings.Contains(in.log.String(), "endpoints_only=true") {
+			t.Fatal("the slice change went through a full translation")
+		}
 	})
 
 	t.Run("kube-apiserver restarts: informers resume", func(t *testing.T) {

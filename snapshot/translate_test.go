@@ -11,8 +11,10 @@ import (
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/wafplane/wafplane/discovery"
@@ -260,5 +262,38 @@ func TestInvalidBackendShareAnswers500(t *testing.T) {
 	r = translateOK(t, g, Options{})
 	if dr := r.Routes[0].VirtualHosts[0].Routes[0].GetDirectResponse(); dr == nil || dr.Status != 500 {
 		t.Fatalf("want a direct 500, got %v", r.Routes[0].VirtualHosts[0].Routes[0])
+	}
+}
+
+// An endpoint-only change refreshes the endpoints alone; the result equals a full
+// translation, versions included, and a changed cluster set asks for a full one.
+func TestRefreshEndpoints(t *testing.T) {
+	g := demo(t)
+	g.Routes[0].Rules[0].Backends = []discovery.Backend{{Name: "shop/app:80", Port: 80,
+		Endpoints: []discovery.Endpoint{{Address: "10.0.0.1", Port: 8080}}}}
+	prev := translateOK(t, g, Options{})
+	g.Routes[0].Rules[0].Backends[0].Endpoints = []discovery.Endpoint{{Address: "10.0.0.2", Port: 8080}, {Address: "10.0.0.3", Port: 8080}}
+	refreshed, ok := RefreshEndpoints(prev, g)
+	if !ok {
+		t.Fatal("refresh refused a pure endpoint change")
+	}
+	full := translateOK(t, g, Options{})
+	if diff := cmp.Diff(full.Snapshot, refreshed.Snapshot, protocmp.Transform(), cmpopts.IgnoreUnexported(cachev3.Snapshot{})); diff != "" {
+		t.Fatalf("refresh differs from a full translation:\n%s", diff)
+	}
+	for _, typ := range []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType} {
+		if refreshed.Version(typ) != prev.Version(typ) {
+			t.Errorf("%s version changed", typ)
+		}
+	}
+	if refreshed.Version(resourcev3.EndpointType) == prev.Version(resourcev3.EndpointType) {
+		t.Error("endpoint version did not change")
+	}
+	if prev.Endpoints[0].Endpoints[0].LbEndpoints[0].GetEndpoint().Address.GetSocketAddress().Address != "10.0.0.1" {
+		t.Error("refresh changed the previous resources")
+	}
+	g.Routes[0].Rules[0].Backends[0].Name = "shop/other:80"
+	if _, ok := RefreshEndpoints(prev, g); ok {
+		t.Error("a changed cluster set must ask for a full translation")
 	}
 }

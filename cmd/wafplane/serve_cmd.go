@@ -157,6 +157,7 @@ type translateLoop struct {
 	log      *slog.Logger
 	duration prometheus.Histogram
 	gateways prometheus.Gauge
+	last     map[string]*snapshot.Resources // the last good resources, for endpoint-only updates
 }
 
 func newTranslateLoop(xs *xds.Server, opts snapshot.Options, reg prometheus.Registerer, log *slog.Logger) *translateLoop {
@@ -177,20 +178,50 @@ func (l *translateLoop) run(ctx context.Context, updates <-chan discovery.Update
 			return nil
 		case u = <-updates:
 		}
+		endpointsOnly := u.EndpointsOnly
 	drain:
 		for {
 			select {
 			case u = <-updates:
+				endpointsOnly = endpointsOnly && u.EndpointsOnly
 			default:
 				break drain
 			}
 		}
 		start := time.Now()
-		results := snapshot.Translate(u.State, l.opts)
+		results := l.translate(u.State, endpointsOnly)
 		took := time.Since(start)
 		l.duration.Observe(took.Seconds())
 		l.gateways.Set(float64(len(u.State.Gateways)))
 		l.xs.Publish(results, u.Err)
-		l.log.Debug("translated", "gateways", len(results), "took", took)
+		l.log.Debug("translated", "gateways", len(results), "endpoints_only", endpointsOnly, "took", took)
 	}
+}
+
+// translate translates every gateway, or, when only endpoints changed, refreshes the
+// endpoints of the last good resources and translates in full only where that fails.
+func (l *translateLoop) translate(state discovery.State, endpointsOnly bool) []snapshot.Result {
+	var results []snapshot.Result
+	if !endpointsOnly {
+		results = snapshot.Translate(state, l.opts)
+	} else {
+		for _, g := range state.Gateways {
+			res, ok := snapshot.RefreshEndpoints(l.last[g.Key()], g)
+			var err error
+			if !ok {
+				res, err = snapshot.TranslateGateway(g, l.opts)
+			}
+			results = append(results, snapshot.Result{Gateway: g.Key(), Resources: res, Err: err})
+		}
+	}
+	last := make(map[string]*snapshot.Resources, len(results))
+	for _, r := range results {
+		if r.Err == nil {
+			last[r.Gateway] = r.Resources
+		} else if prev, ok := l.last[r.Gateway]; ok {
+			last[r.Gateway] = prev // xds keeps serving it
+		}
+	}
+	l.last = last
+	return results
 }

@@ -68,13 +68,16 @@ func (s *Source) Run(ctx context.Context, updates chan<- discovery.Update) error
 		return fmt.Errorf("gateway API client: %w", err)
 	}
 	trigger := make(chan struct{}, 1)
-	poke := func() {
+	var other atomic.Bool // something besides EndpointSlices changed since the last conversion
+	other.Store(true)
+	wake := func() {
 		select {
 		case trigger <- struct{}{}:
 		default:
 		}
 	}
-	l := s.watch(kc, gc, poke)
+	poke := func() { other.Store(true); wake() }
+	l := s.watch(kc, gc, poke, wake)
 	w := &writer{kc: kc, gc: gc, log: s.Log, controller: s.ControllerName, provision: s.Provision}
 	if err := w.start(ctx); err != nil {
 		return err
@@ -116,9 +119,10 @@ func (s *Source) Run(ctx context.Context, updates chan<- discovery.Update) error
 			s.Log.Error("reading the informers", "error", err)
 			continue
 		}
+		endpointsOnly := !other.Swap(false)
 		c := convert(o, s.ControllerName, metav1.Now())
 		select {
-		case updates <- discovery.Update{State: c.state}:
+		case updates <- discovery.Update{State: c.state, EndpointsOnly: endpointsOnly}:
 		case <-ctx.Done():
 			return nil
 		}
@@ -128,8 +132,8 @@ func (s *Source) Run(ctx context.Context, updates chan<- discovery.Update) error
 	}
 }
 
-// watch builds the informers and calls poke on every change.
-func (s *Source) watch(kc kubernetes.Interface, gc gwclient.Interface, poke func()) listers {
+// watch builds the informers; changes call poke, EndpointSlice changes call slicePoke.
+func (s *Source) watch(kc kubernetes.Interface, gc gwclient.Interface, poke, slicePoke func()) listers {
 	core := informers.NewSharedInformerFactory(kc, s.Resync)
 	gw := gwinformers.NewSharedInformerFactory(gc, s.Resync)
 	classes := gw.Gateway().V1().GatewayClasses()
@@ -161,14 +165,19 @@ func (s *Source) watch(kc kubernetes.Interface, gc gwclient.Interface, poke func
 	for _, inf := range []cache.SharedIndexInformer{classes.Informer(), gateways.Informer(), routes.Informer()} {
 		_, _ = inf.AddEventHandler(specHandler)
 	}
-	others := []cache.SharedIndexInformer{grants.Informer(), namespaces.Informer(), services.Informer(), slices.Informer(), secrets.Informer()}
+	_, _ = slices.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { slicePoke() },
+		UpdateFunc: func(any, any) { slicePoke() },
+		DeleteFunc: func(any) { slicePoke() },
+	})
+	others := []cache.SharedIndexInformer{grants.Informer(), namespaces.Informer(), services.Informer(), secrets.Informer()}
 	if s.Provision != nil {
 		others = append(others, deployments.Informer(), configMaps.Informer())
 	}
 	for _, inf := range others {
 		_, _ = inf.AddEventHandler(handler)
 	}
-	infs := append([]cache.SharedIndexInformer{classes.Informer(), gateways.Informer(), routes.Informer()}, others...)
+	infs := append([]cache.SharedIndexInformer{classes.Informer(), gateways.Informer(), routes.Informer(), slices.Informer()}, others...)
 	all := labels.Everything()
 	return listers{informers: infs, read: func() (objects, error) {
 		var o objects
