@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 	gwinformers "sigs.k8s.io/gateway-api/pkg/client/informers/externalversions"
 
@@ -59,6 +60,8 @@ func (s *Source) Run(ctx context.Context, updates chan<- discovery.Update) error
 	if s.ControllerName == "" {
 		s.ControllerName = DefaultControllerName
 	}
+	// client-go logs through klog; send it to our logger, in our format.
+	klog.SetSlogLogger(s.Log.With("library", "client-go"))
 	kc, err := kubernetes.NewForConfig(s.Config)
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
