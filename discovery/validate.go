@@ -18,7 +18,8 @@ func (g *Gateway) Validate() error {
 		v.add("listeners: at least one required")
 	}
 	names := map[string]bool{}
-	ports := map[string]string{}
+	ports := map[string]Listener{} // bind address → first listener there
+	hosts := map[string]string{}   // bind address + hostname → listener
 	for i, l := range g.Listeners {
 		f := fmt.Sprintf("listeners[%d]", i)
 		if l.Name == "" {
@@ -35,11 +36,19 @@ func (g *Gateway) Validate() error {
 		if l.Port == 0 || l.Port > 65535 {
 			v.add("%s.port: %d is out of range 1-65535", f, l.Port)
 		}
+		// Listeners may share a port, as in the Gateway API, when they share the protocol
+		// and differ in hostname: Envoy picks by Host (HTTP) or SNI (HTTPS).
 		bind := fmt.Sprintf("%s:%d", l.Address, l.Port)
-		if other, ok := ports[bind]; ok {
-			v.add("%s.port: %d already used by listener %q", f, l.Port, other)
+		if first, ok := ports[bind]; ok && protocolOf(first) != protocolOf(l) {
+			v.add("%s.port: %d is used by listener %q with protocol %s", f, l.Port, first.Name, protocolOf(first))
+		} else if !ok {
+			ports[bind] = l
 		}
-		ports[bind] = l.Name
+		hk := bind + " " + hostOrAny(l.Hostname)
+		if other, ok := hosts[hk]; ok {
+			v.add("%s.hostname: listener %q on port %d has the same hostname %q", f, other, l.Port, hostOrAny(l.Hostname))
+		}
+		hosts[hk] = l.Name
 		switch l.Protocol {
 		case "", ProtocolHTTP:
 			if l.TLS != nil {
@@ -264,4 +273,18 @@ func (v *validator) headers(field string, h *HeaderFilter) {
 			v.add("%s.remove[%d]: %q cannot be removed (empty, pseudo-header or host)", field, i, x)
 		}
 	}
+}
+
+func protocolOf(l Listener) string {
+	if l.Protocol == "" {
+		return ProtocolHTTP
+	}
+	return l.Protocol
+}
+
+func hostOrAny(h string) string {
+	if h == "" {
+		return "*"
+	}
+	return h
 }

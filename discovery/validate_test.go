@@ -21,7 +21,10 @@ func TestValidateNamesGatewayAndField(t *testing.T) {
 		{func(g *Gateway) { g.Name = "" }, "namespace and name"},
 		{func(g *Gateway) { g.Listeners = nil }, "listeners: at least one"},
 		{func(g *Gateway) { g.Listeners = append(g.Listeners, Listener{Name: "http", Port: 81}) }, `listeners[1].name: "http" used twice`},
-		{func(g *Gateway) { g.Listeners = append(g.Listeners, Listener{Name: "b", Port: 80}) }, `listeners[1].port: 80 already used by listener "http"`},
+		{func(g *Gateway) { g.Listeners = append(g.Listeners, Listener{Name: "b", Port: 80}) }, `listeners[1].hostname: listener "http" on port 80 has the same hostname "*"`},
+		{func(g *Gateway) {
+			g.Listeners = append(g.Listeners, Listener{Name: "b", Port: 80, Protocol: ProtocolHTTPS, Hostname: "a.example", TLS: &TLS{CertFile: "c", KeyFile: "k"}})
+		}, `listeners[1].port: 80 is used by listener "http" with protocol HTTP`},
 		{func(g *Gateway) { g.Listeners[0].Address = "localhost" }, `listeners[0].address: "localhost" is not an IP`},
 		{func(g *Gateway) { g.Listeners[0].Protocol = "TCP" }, `listeners[0].protocol: "TCP"`},
 		{func(g *Gateway) { g.Listeners[0].Hostname = "a..b" }, `listeners[0].hostname: "a..b"`},

@@ -46,24 +46,32 @@ func (a precedence) before(b precedence) bool {
 	return a.query > b.query
 }
 
-// routeConfiguration builds the routes of one listener: a virtual host per hostname, its
-// routes in Gateway API precedence order.
-func (t *translation) routeConfiguration(name string, l discovery.Listener) *routev3.RouteConfiguration {
+// routeConfiguration builds the routes of listeners that share an HTTP connection
+// manager: a virtual host per hostname, its routes in Gateway API precedence order.
+// Per-route filters make each route's entries distinct, so a route attached to two
+// listeners that meet in one virtual host is added once.
+func (t *translation) routeConfiguration(name string, ls []discovery.Listener) *routev3.RouteConfiguration {
 	hosts := map[string][]entry{}
-	for ri, r := range t.gw.Routes {
-		if !attached(r, l) {
-			continue
-		}
-		hostnames := intersect(l.Hostname, r.Hostnames)
-		if len(hostnames) == 0 {
-			continue
-		}
-		t.attachedRoutes[ri] = true
-		eff := discovery.Resolve(t.gw.Protection, r.Protection)
-		for rj, rule := range r.Rules {
-			for _, e := range t.ruleEntries(r, rj, rule, eff) {
-				for _, h := range hostnames {
-					hosts[h] = append(hosts[h], e)
+	added := map[string]bool{} // hostname + route index
+	for _, l := range ls {
+		for ri, r := range t.gw.Routes {
+			if !attached(r, l) {
+				continue
+			}
+			hostnames := intersect(l.Hostname, r.Hostnames)
+			if len(hostnames) == 0 {
+				continue
+			}
+			t.attachedRoutes[ri] = true
+			eff := discovery.Resolve(t.gw.Protection, r.Protection)
+			for _, h := range hostnames {
+				k := fmt.Sprintf("%s\x00%d", h, ri)
+				if added[k] {
+					continue
+				}
+				added[k] = true
+				for rj, rule := range r.Rules {
+					hosts[h] = append(hosts[h], t.ruleEntries(r, rj, rule, eff)...)
 				}
 			}
 		}

@@ -60,10 +60,8 @@ func TranslateGateway(g discovery.Gateway, opts Options) (*Resources, error) {
 			t.protected = true
 		}
 	}
-	for _, l := range g.Listeners {
-		name := g.Key() + "/" + l.Name
-		t.res.Listeners = append(t.res.Listeners, t.listener(name, l))
-		t.res.Routes = append(t.res.Routes, t.routeConfiguration(name, l))
+	for _, group := range portGroups(g.Listeners) {
+		t.res.Listeners = append(t.res.Listeners, t.listener(group))
 	}
 	for i, r := range g.Routes {
 		if !t.attachedRoutes[i] {

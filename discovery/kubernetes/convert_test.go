@@ -198,10 +198,12 @@ func TestConvertListenerProblems(t *testing.T) {
 	o.secrets = nil
 	o.gateways[0].Spec.Listeners = append(o.gateways[0].Spec.Listeners,
 		gwapiv1.Listener{Name: "tcp", Port: 9000, Protocol: gwapiv1.TCPProtocolType},
-		gwapiv1.Listener{Name: "again", Port: 80, Protocol: gwapiv1.HTTPProtocolType})
+		gwapiv1.Listener{Name: "again", Port: 80, Protocol: gwapiv1.HTTPSProtocolType},
+		gwapiv1.Listener{Name: "dup", Port: 80, Protocol: gwapiv1.HTTPProtocolType, Hostname: ptr(gwapiv1.Hostname("*.shop.example"))},
+		gwapiv1.Listener{Name: "shared", Port: 80, Protocol: gwapiv1.HTTPProtocolType, Hostname: ptr(gwapiv1.Hostname("api.example"))})
 	c := convert(o, DefaultControllerName, metav1.Now())
 	res := c.gateways[types.NamespacedName{Namespace: "shop", Name: "edge"}]
-	want := map[string]string{"https": "InvalidCertificateRef", "tcp": "UnsupportedProtocol", "again": "ProtocolConflict"}
+	want := map[string]string{"https": "InvalidCertificateRef", "tcp": "UnsupportedProtocol", "again": "ProtocolConflict", "dup": "HostnameConflict"}
 	for _, ls := range res.status.Listeners {
 		reason, bad := want[string(ls.Name)]
 		prog := meta.FindStatusCondition(ls.Conditions, "Programmed")
@@ -219,8 +221,11 @@ func TestConvertListenerProblems(t *testing.T) {
 			t.Errorf("listener %s: no condition with reason %s: %+v", ls.Name, reason, ls.Conditions)
 		}
 	}
-	if len(c.state.Gateways[0].Listeners) != 1 {
-		t.Fatalf("only the good listener is served, got %+v", c.state.Gateways[0].Listeners)
+	if ls := c.state.Gateways[0].Listeners; len(ls) != 2 || ls[1].Name != "shared" {
+		t.Fatalf("the good listeners (one sharing port 80 under another hostname) are served, got %+v", ls)
+	}
+	if err := c.state.Gateways[0].Validate(); err != nil {
+		t.Fatal(err)
 	}
 	if r := meta.FindStatusCondition(res.status.Conditions, "Accepted"); r.Reason != "ListenersNotValid" {
 		t.Errorf("gateway Accepted %+v", r)

@@ -38,7 +38,8 @@ func (ix *index) gateway(g *gwapiv1.Gateway, class *gwapiv1.GatewayClass) (*disc
 		ix.optedOut[model.Key()] = true
 	}
 	states := map[string]*listenerState{}
-	ports := map[int32]string{}
+	ports := map[int32]gwapiv1.Listener{} // first listener on each port
+	hosts := map[string]string{}          // port + hostname → listener
 	for _, l := range g.Spec.Listeners {
 		ls := &listenerState{spec: l}
 		states[string(l.Name)] = ls
@@ -59,11 +60,20 @@ func (ix *index) gateway(g *gwapiv1.Gateway, class *gwapiv1.GatewayClass) (*disc
 		default:
 			accepted, reason, msg = false, string(gwapiv1.ListenerReasonUnsupportedProtocol), fmt.Sprintf("protocol %s is not served; use HTTP or HTTPS", l.Protocol)
 		}
-		if other, ok := ports[l.Port]; ok && accepted {
-			conflict = true
-			accepted, reason, msg = false, string(gwapiv1.ListenerReasonProtocolConflict), fmt.Sprintf("port %d is already used by listener %s", l.Port, other)
-		} else {
-			ports[l.Port] = string(l.Name)
+		// Listeners share a port when they share the protocol and differ in hostname.
+		conflictReason := string(gwapiv1.ListenerReasonNoConflicts)
+		hk := fmt.Sprintf("%d %s", l.Port, hostOrAny(ptrString(l.Hostname)))
+		if first, ok := ports[l.Port]; ok && accepted && first.Protocol != l.Protocol {
+			conflict, conflictReason = true, string(gwapiv1.ListenerReasonProtocolConflict)
+			accepted, reason, msg = false, conflictReason, fmt.Sprintf("port %d is used by listener %s with protocol %s", l.Port, first.Name, first.Protocol)
+		} else if other, ok := hosts[hk]; ok && accepted {
+			conflict, conflictReason = true, string(gwapiv1.ListenerReasonHostnameConflict)
+			accepted, reason, msg = false, conflictReason, fmt.Sprintf("listener %s on port %d has the same hostname", other, l.Port)
+		} else if accepted {
+			if !ok {
+				ports[l.Port] = l
+			}
+			hosts[hk] = string(l.Name)
 		}
 		if ar := l.AllowedRoutes; ar != nil && len(ar.Kinds) > 0 && !allowsHTTPRoute(ar.Kinds) {
 			resolved, refReason, refMsg = false, string(gwapiv1.ListenerReasonInvalidRouteKinds), "only HTTPRoute is supported"
@@ -72,10 +82,6 @@ func (ix *index) gateway(g *gwapiv1.Gateway, class *gwapiv1.GatewayClass) (*disc
 		now := metav1.Now()
 		ls.set(now, gen, string(gwapiv1.ListenerConditionAccepted), accepted, reason, msg)
 		ls.set(now, gen, string(gwapiv1.ListenerConditionResolvedRefs), resolved, refReason, refMsg)
-		conflictReason := string(gwapiv1.ListenerReasonNoConflicts)
-		if conflict {
-			conflictReason = string(gwapiv1.ListenerReasonProtocolConflict)
-		}
 		ls.set(now, gen, string(gwapiv1.ListenerConditionConflicted), conflict, conflictReason, msg)
 		if accepted && resolved {
 			ls.model = ml
@@ -152,3 +158,10 @@ func gatewayStatus(g *gwapiv1.Gateway, model *discovery.Gateway, states map[stri
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func hostOrAny(h string) string {
+	if h == "" {
+		return "*"
+	}
+	return h
+}
