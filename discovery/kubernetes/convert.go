@@ -86,7 +86,7 @@ func convert(o objects, controller string, now metav1.Time) converted {
 	models := map[types.NamespacedName]*discovery.Gateway{}
 	listeners := map[types.NamespacedName]map[string]*listenerState{}
 	for _, g := range gws {
-		model, ls := ix.gateway(g, ours[string(g.Spec.GatewayClassName)])
+		model, ls := ix.gateway(g, ours[string(g.Spec.GatewayClassName)], now)
 		models[nn(g)] = model
 		listeners[nn(g)] = ls
 	}

@@ -30,7 +30,7 @@ func (ls *listenerState) set(now metav1.Time, gen int64, typ string, ok bool, re
 }
 
 // gateway converts a Gateway of ours: its servable listeners and its protection.
-func (ix *index) gateway(g *gwapiv1.Gateway, class *gwapiv1.GatewayClass) (*discovery.Gateway, map[string]*listenerState) {
+func (ix *index) gateway(g *gwapiv1.Gateway, class *gwapiv1.GatewayClass, now metav1.Time) (*discovery.Gateway, map[string]*listenerState) {
 	model := &discovery.Gateway{Namespace: g.Namespace, Name: g.Name, Protection: protection(g.Annotations)}
 	if optedOut(g, class) {
 		// An opt-out label wins over every annotation, the routes' included.
@@ -79,7 +79,6 @@ func (ix *index) gateway(g *gwapiv1.Gateway, class *gwapiv1.GatewayClass) (*disc
 			resolved, refReason, refMsg = false, string(gwapiv1.ListenerReasonInvalidRouteKinds), "only HTTPRoute is supported"
 		}
 		gen := g.Generation
-		now := metav1.Now()
 		ls.set(now, gen, string(gwapiv1.ListenerConditionAccepted), accepted, reason, msg)
 		ls.set(now, gen, string(gwapiv1.ListenerConditionResolvedRefs), resolved, refReason, refMsg)
 		ls.set(now, gen, string(gwapiv1.ListenerConditionConflicted), conflict, conflictReason, msg)
