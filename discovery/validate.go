@@ -44,9 +44,9 @@ func (g *Gateway) Validate() error {
 		} else if !ok {
 			ports[bind] = l
 		}
-		hk := bind + " " + hostOrAny(l.Hostname)
+		hk := bind + " " + HostOrAny(l.Hostname)
 		if other, ok := hosts[hk]; ok {
-			v.add("%s.hostname: listener %q on port %d has the same hostname %q", f, other, l.Port, hostOrAny(l.Hostname))
+			v.add("%s.hostname: listener %q on port %d has the same hostname %q", f, other, l.Port, HostOrAny(l.Hostname))
 		}
 		hosts[hk] = l.Name
 		switch l.Protocol {
@@ -280,11 +280,4 @@ func protocolOf(l Listener) string {
 		return ProtocolHTTP
 	}
 	return l.Protocol
-}
-
-func hostOrAny(h string) string {
-	if h == "" {
-		return "*"
-	}
-	return h
 }

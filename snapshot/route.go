@@ -58,7 +58,7 @@ func (t *translation) routeConfiguration(name string, ls []discovery.Listener) *
 			if !attached(r, l) {
 				continue
 			}
-			hostnames := intersect(l.Hostname, r.Hostnames)
+			hostnames := discovery.IntersectHostnames(l.Hostname, r.Hostnames)
 			if len(hostnames) == 0 {
 				continue
 			}
@@ -102,46 +102,6 @@ func attached(r discovery.Route, l discovery.Listener) bool {
 		if n == l.Name {
 			return true
 		}
-	}
-	return false
-}
-
-// intersect is the Gateway API hostname intersection of a listener and a route: the more
-// specific name of each matching pair. "*" stands for any.
-func intersect(listener string, route []string) []string {
-	if listener == "" {
-		listener = "*"
-	}
-	if len(route) == 0 {
-		return []string{listener}
-	}
-	seen := map[string]bool{}
-	var out []string
-	for _, h := range route {
-		var m string
-		switch {
-		case listener == "*":
-			m = h
-		case hostMatches(listener, h):
-			m = h
-		case hostMatches(h, listener):
-			m = listener
-		}
-		if m != "" && !seen[m] {
-			seen[m] = true
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
-// hostMatches is true when pattern (a name or "*.suffix") covers name.
-func hostMatches(pattern, name string) bool {
-	if pattern == name {
-		return true
-	}
-	if suffix, ok := strings.CutPrefix(pattern, "*"); ok {
-		return strings.HasSuffix(name, suffix) && len(name) > len(suffix)
 	}
 	return false
 }

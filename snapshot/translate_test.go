@@ -204,7 +204,7 @@ func TestHostnameIntersection(t *testing.T) {
 		{"", []string{"x.io", "x.io"}, []string{"x.io"}},
 	}
 	for _, c := range cases {
-		if diff := cmp.Diff(c.want, intersect(c.listener, c.route)); diff != "" {
+		if diff := cmp.Diff(c.want, discovery.IntersectHostnames(c.listener, c.route)); diff != "" {
 			t.Errorf("intersect(%q, %v) (-want +got):\n%s", c.listener, c.route, diff)
 		}
 	}

@@ -62,7 +62,7 @@ func (ix *index) gateway(g *gwapiv1.Gateway, class *gwapiv1.GatewayClass, now me
 		}
 		// Listeners share a port when they share the protocol and differ in hostname.
 		conflictReason := string(gwapiv1.ListenerReasonNoConflicts)
-		hk := fmt.Sprintf("%d %s", l.Port, hostOrAny(ptrString(l.Hostname)))
+		hk := fmt.Sprintf("%d %s", l.Port, discovery.HostOrAny(ptrString(l.Hostname)))
 		if first, ok := ports[l.Port]; ok && accepted && first.Protocol != l.Protocol {
 			conflict, conflictReason = true, string(gwapiv1.ListenerReasonProtocolConflict)
 			accepted, reason, msg = false, conflictReason, fmt.Sprintf("port %d is used by listener %s with protocol %s", l.Port, first.Name, first.Protocol)
@@ -157,10 +157,3 @@ func gatewayStatus(g *gwapiv1.Gateway, model *discovery.Gateway, states map[stri
 }
 
 func ptr[T any](v T) *T { return &v }
-
-func hostOrAny(h string) string {
-	if h == "" {
-		return "*"
-	}
-	return h
-}

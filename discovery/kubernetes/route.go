@@ -53,7 +53,7 @@ func (ix *index) attach(r *gwapiv1.HTTPRoute, ref gwapiv1.ParentReference, model
 			}
 			continue
 		}
-		if !hostsIntersect(ls.model.Hostname, routeHosts) {
+		if len(discovery.IntersectHostnames(ls.model.Hostname, routeHosts)) == 0 {
 			reason, msg = string(gwapiv1.RouteReasonNoMatchingListenerHostname), "no route hostname matches the listener's hostname"
 			continue
 		}
@@ -115,29 +115,6 @@ func (ix *index) allowed(r *gwapiv1.HTTPRoute, gatewayNS string, ar *gwapiv1.All
 	default:
 		return r.Namespace == gatewayNS
 	}
-}
-
-// hostsIntersect is the Gateway API's hostname intersection test.
-func hostsIntersect(listener string, route []string) bool {
-	if listener == "" || listener == "*" || len(route) == 0 {
-		return true
-	}
-	for _, h := range route {
-		if matchHost(listener, h) || matchHost(h, listener) {
-			return true
-		}
-	}
-	return false
-}
-
-func matchHost(pattern, name string) bool {
-	if pattern == name {
-		return true
-	}
-	if suffix, ok := strings.CutPrefix(pattern, "*"); ok {
-		return strings.HasSuffix(name, suffix) && len(name) > len(suffix)
-	}
-	return false
 }
 
 type refProblem struct{ reason, msg string }
