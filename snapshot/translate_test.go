@@ -190,25 +190,6 @@ func TestBackendNameClash(t *testing.T) {
 	}
 }
 
-func TestHostnameIntersection(t *testing.T) {
-	cases := []struct {
-		listener string
-		route    []string
-		want     []string
-	}{
-		{"", nil, []string{"*"}},
-		{"*.example.com", nil, []string{"*.example.com"}},
-		{"*.example.com", []string{"a.example.com", "example.com", "b.other.org"}, []string{"a.example.com"}},
-		{"a.example.com", []string{"*.example.com"}, []string{"a.example.com"}},
-		{"a.example.com", []string{"*.other.org"}, nil},
-		{"", []string{"x.io", "x.io"}, []string{"x.io"}},
-	}
-	for _, c := range cases {
-		if diff := cmp.Diff(c.want, discovery.IntersectHostnames(c.listener, c.route)); diff != "" {
-			t.Errorf("intersect(%q, %v) (-want +got):\n%s", c.listener, c.route, diff)
-		}
-	}
-}
 
 // Certificates from Kubernetes Secrets go over SDS: the listener names the secret, the
 // snapshot holds it, and the dump shows its name only.
