@@ -190,7 +190,6 @@ func TestBackendNameClash(t *testing.T) {
 	}
 }
 
-
 // Certificates from Kubernetes Secrets go over SDS: the listener names the secret, the
 // snapshot holds it, and the dump shows its name only.
 func TestInlineCertificateGoesOverSDS(t *testing.T) {
