@@ -106,6 +106,7 @@ func BenchmarkWAF(b *testing.B) {
 // drives it (request headers, body when there is one, response headers), and reports
 // latency percentiles and throughput.
 func BenchmarkRoundTrip(b *testing.B) {
+	defer TuneGC()() // as the wafplane binary runs
 	cfg := testConfig()
 	cfg.WAFTimeout = DefaultWAFTimeout
 	r := startProcessor(b, cfg)

@@ -8,10 +8,10 @@ import (
 	waf "github.com/DataDog/go-libddwaf/v4"
 )
 
-// jsonBody encodes a JSON document straight into WAF objects while it is tokenized,
-// within libddwaf's limits (depth, container size, string length). It never builds the
-// Go tree of the whole document, and a truncated document still yields everything read
-// before the cut.
+// jsonBody encodes a JSON document into WAF objects within libddwaf's limits (depth,
+// container size, string length). A complete document is decoded whole and then encoded
+// (jsontree.go, the fast path); one that does not decode — a body cut at the limit — is
+// encoded while it is tokenized, so that it still yields everything read before the cut.
 type jsonBody []byte
 
 var errNotJSON = errors.New("body is not JSON")
@@ -32,6 +32,13 @@ func (b jsonBody) valid() bool {
 
 // Encode implements waf.Encodable.
 func (b jsonBody) Encode(cfg waf.EncoderConfig, obj *waf.WAFObject, depth int) (map[waf.TruncationReason][]int, error) {
+	if !b.valid() {
+		return nil, errNotJSON
+	}
+	fast := jsonEncoder{cfg: cfg}
+	if b.encodeTree(&fast, obj, depth) {
+		return fast.truncations, nil
+	}
 	e := jsonEncoder{cfg: cfg, dec: json.NewDecoder(bytes.NewReader(b))}
 	e.dec.UseNumber()
 	tok, err := e.dec.Token()
