@@ -39,6 +39,11 @@ func (b jsonBody) Encode(cfg waf.EncoderConfig, obj *waf.WAFObject, depth int) (
 	if b.encodeTree(&fast, obj, depth) {
 		return fast.truncations, nil
 	}
+	return b.encodeStream(cfg, obj, depth)
+}
+
+// encodeStream encodes while tokenizing, for documents that do not decode whole.
+func (b jsonBody) encodeStream(cfg waf.EncoderConfig, obj *waf.WAFObject, depth int) (map[waf.TruncationReason][]int, error) {
 	e := jsonEncoder{cfg: cfg, dec: json.NewDecoder(bytes.NewReader(b))}
 	e.dec.UseNumber()
 	tok, err := e.dec.Token()

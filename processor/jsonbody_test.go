@@ -58,3 +58,30 @@ func TestJSONBodyEncoding(t *testing.T) {
 }
 
 func fmtValue(v any) string { return fmt.Sprint(v) }
+
+// The fast path (decode whole, then encode) and the token stream give the WAF the same
+// values; documents here list keys in sorted order, the order the fast path visits them.
+func TestJSONFastPathMatchesStream(t *testing.T) {
+	limits := waf.EncoderConfig{MaxContainerSize: 4, MaxStringSize: 8, MaxObjectDepth: 4}
+	for _, doc := range []string{
+		`{"a":1,"b":[true,null,"x",2.5],"c":{"d":"abcdefghijkl"}}`,
+		`[1,2,3,4,5,6,"x","x"]`,
+		`{"a":{"b":{"c":{"d":{"e":1}}}}}`,
+		`{"a":"x","b":"x","c":["x","y","y"],"d":-3,"e":1e400}`,
+		`"just a string"`,
+	} {
+		var pinner runtime.Pinner
+		tm, _ := timer.NewTimer(timer.WithUnlimitedBudget())
+		cfg := limits
+		cfg.Pinner, cfg.Timer = &pinner, tm
+		var fast, stream waf.WAFObject
+		ft, err1 := jsonBody(doc).Encode(cfg, &fast, limits.MaxObjectDepth)
+		st, err2 := jsonBody(doc).encodeStream(cfg, &stream, limits.MaxObjectDepth)
+		fv, _ := waf.DecodeObject(&fast)
+		sv, _ := waf.DecodeObject(&stream)
+		if err1 != nil || err2 != nil || fmtValue(fv) != fmtValue(sv) || len(ft) != len(st) {
+			t.Errorf("%s: fast %s %v (%v), stream %s %v (%v)", doc, fmtValue(fv), ft, err1, fmtValue(sv), st, err2)
+		}
+		pinner.Unpin()
+	}
+}
