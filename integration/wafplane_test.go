@@ -78,19 +78,24 @@ func freePort(t testing.TB) string {
 	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }
 
-// start runs wafplane serve on free loopback ports with the gateways file and waits until
+// start runs wafplane serve on free loopback ports with the gateways file (or, given none,
+// wafplane alone with its embedded default) and waits until
 // /readyz answers 200. The process is stopped with SIGTERM at cleanup and must exit 0.
 func start(t *testing.T, gatewaysYAML string) *instance {
 	t.Helper()
 	in := &instance{gateways: filepath.Join(t.TempDir(), "gateways.yaml"), log: &lockedBuffer{}}
-	in.write(t, gatewaysYAML)
+	args := []string{"serve", "--gateways", in.gateways}
+	if gatewaysYAML == "" {
+		args = nil // wafplane alone: serve with the embedded default
+	} else {
+		in.write(t, gatewaysYAML)
+	}
 	in.xds = "127.0.0.1:" + freePort(t)
 	procPort, healthPort := freePort(t), freePort(t)
 	in.processor = "127.0.0.1:" + procPort
 	in.admin = "127.0.0.1:" + freePort(t)
-	cmd := exec.Command(binary, "serve",
-		"--gateways", in.gateways, "--xds-address", in.xds, "--admin-address", in.admin,
-		"--host", "127.0.0.1", "--port", procPort, "--health-port", healthPort, "--log-level", "debug")
+	cmd := exec.Command(binary, append(args, "--xds-address", in.xds, "--admin-address", in.admin,
+		"--host", "127.0.0.1", "--port", procPort, "--health-port", healthPort, "--log-level", "debug")...)
 	cmd.Stdout, cmd.Stderr = in.log, in.log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -273,3 +273,20 @@ func TestUnknownGatewayNode(t *testing.T) {
 		t.Error("the unknown gateway is not logged")
 	}
 }
+
+// wafplane with no subcommand serves the embedded default gateway.
+func TestNoArgumentsServesTheDefault(t *testing.T) {
+	in := start(t, "")
+	v, gwErr, source := in.versions(t, "default/demo")
+	if v["Listener"] == "" || gwErr != "" || source != "" {
+		t.Fatalf("default/demo: versions %v, error %q, source error %q", v, gwErr, source)
+	}
+	var one struct {
+		Snapshot struct{ Listeners []map[string]any }
+	}
+	in.get(t, "/snapshots/default/demo", &one)
+	addr := one.Snapshot.Listeners[0]["address"].(map[string]any)["socketAddress"].(map[string]any)
+	if addr["portValue"] != float64(10000) {
+		t.Fatalf("default listener %v, want port 10000", addr)
+	}
+}
