@@ -53,7 +53,7 @@ type kubeInstance struct {
 func startKube(t testing.TB) *kubeInstance {
 	t.Helper()
 	env := kubetest.Start(t)
-	for _, f := range []string{"namespace.yaml", "rbac.yaml", "gatewayclass.yaml"} {
+	for _, f := range []string{"namespace.yaml", "rbac.yaml", "wafplane.yaml", "gatewayclass.yaml"} {
 		raw, err := os.ReadFile(filepath.Join("..", "deploy", "kubernetes", f))
 		if err != nil {
 			t.Fatal(err)

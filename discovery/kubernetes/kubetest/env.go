@@ -294,7 +294,7 @@ func (e *Env) Apply(manifest []byte) {
 			}
 			ri = dyn.Resource(m.Resource).Namespace(ns)
 		}
-		if _, err := ri.Create(context.Background(), &obj, metav1.CreateOptions{}); err != nil && !strings.Contains(err.Error(), "already exists") {
+		if _, err := ri.Create(context.Background(), &obj, metav1.CreateOptions{FieldValidation: "Strict"}); err != nil && !strings.Contains(err.Error(), "already exists") {
 			e.t.Fatalf("create %s %s: %v", gvk.Kind, obj.GetName(), err)
 		}
 	}
