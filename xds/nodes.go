@@ -1,14 +1,12 @@
 package xds
 
 import (
-	"context"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 )
 
 // forgetAfter is how long a disconnected node stays on /nodes, so that the NACK that made
@@ -206,42 +204,4 @@ func typeStatus(st *NodeStatus, typeURL string) *TypeStatus {
 // shortType is "Listener" for "type.googleapis.com/envoy.config.listener.v3.Listener".
 func shortType(typeURL string) string {
 	return typeURL[strings.LastIndex(typeURL, ".")+1:]
-}
-
-// callbacks feeds go-control-plane's stream events to the registry.
-type callbacks struct{ n *nodes }
-
-func nackOf(d interface{ GetMessage() string }, present bool, now time.Time) *Nack {
-	if !present {
-		return nil
-	}
-	return &Nack{Error: d.GetMessage(), At: now}
-}
-
-func (c callbacks) OnStreamOpen(_ context.Context, id int64, _ string) error {
-	c.n.open(id)
-	return nil
-}
-func (c callbacks) OnStreamClosed(id int64, _ *corev3.Node) { c.n.close(id) }
-func (c callbacks) OnStreamRequest(id int64, r *discoveryv3.DiscoveryRequest) error {
-	c.n.request(id, r.GetNode(), false, r.GetTypeUrl(), r.GetResponseNonce(), nackOf(r.GetErrorDetail(), r.GetErrorDetail() != nil, c.n.now()))
-	return nil
-}
-func (c callbacks) OnStreamResponse(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, r *discoveryv3.DiscoveryResponse) {
-	c.n.response(id, r.GetTypeUrl(), r.GetVersionInfo(), r.GetNonce())
-}
-func (c callbacks) OnDeltaStreamOpen(_ context.Context, id int64, _ string) error {
-	c.n.open(id)
-	return nil
-}
-func (c callbacks) OnDeltaStreamClosed(id int64, _ *corev3.Node) { c.n.close(id) }
-func (c callbacks) OnStreamDeltaRequest(id int64, r *discoveryv3.DeltaDiscoveryRequest) error {
-	c.n.request(id, r.GetNode(), true, r.GetTypeUrl(), r.GetResponseNonce(), nackOf(r.GetErrorDetail(), r.GetErrorDetail() != nil, c.n.now()))
-	return nil
-}
-func (c callbacks) OnStreamDeltaResponse(id int64, _ *discoveryv3.DeltaDiscoveryRequest, r *discoveryv3.DeltaDiscoveryResponse) {
-	c.n.response(id, r.GetTypeUrl(), r.GetSystemVersionInfo(), r.GetNonce())
-}
-func (c callbacks) OnFetchRequest(context.Context, *discoveryv3.DiscoveryRequest) error { return nil }
-func (c callbacks) OnFetchResponse(*discoveryv3.DiscoveryRequest, *discoveryv3.DiscoveryResponse) {
 }
