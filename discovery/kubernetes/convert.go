@@ -1,7 +1,6 @@
 package kubernetes
 
 import (
-	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -247,5 +246,3 @@ func ptrString[T ~string](p *T) string {
 	}
 	return string(*p)
 }
-
-func fmtRef(ns, name string) string { return fmt.Sprintf("%s/%s", ns, name) }
