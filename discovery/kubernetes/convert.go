@@ -1,6 +1,7 @@
 package kubernetes
 
 import (
+	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -51,6 +52,7 @@ type converted struct {
 	classes  map[string]metav1.Condition // name → Accepted
 	gateways map[types.NamespacedName]*gatewayResult
 	routes   map[types.NamespacedName][]gwapiv1.RouteParentStatus
+	warnings map[string][]string // "Kind/namespace/name" → problems worth a Warning Event
 }
 
 type gatewayResult struct {
@@ -124,6 +126,7 @@ func convert(o objects, controller string, now metav1.Time) converted {
 		c.gateways[nn(g)] = res
 		c.state.Gateways = append(c.state.Gateways, *model)
 	}
+	c.warnings = ix.warnings
 	return c
 }
 
@@ -151,13 +154,14 @@ type index struct {
 	services   map[types.NamespacedName]*corev1.Service
 	secrets    map[types.NamespacedName]*corev1.Secret
 	slices     map[types.NamespacedName][]*discoveryv1.EndpointSlice
-	optedOut   map[string]bool // gateways whose protection a label turned off
+	optedOut   map[string]bool     // gateways whose protection a label turned off
+	warnings   map[string][]string // "Kind/namespace/name" → annotation problems
 }
 
 func newIndex(o objects) *index {
 	ix := &index{o: o, namespaces: map[string]*corev1.Namespace{}, services: map[types.NamespacedName]*corev1.Service{},
 		secrets: map[types.NamespacedName]*corev1.Secret{}, slices: map[types.NamespacedName][]*discoveryv1.EndpointSlice{},
-		optedOut: map[string]bool{}}
+		optedOut: map[string]bool{}, warnings: map[string][]string{}}
 	for _, n := range o.namespaces {
 		ix.namespaces[n.Name] = n
 	}
@@ -201,20 +205,30 @@ func (ix *index) granted(fromGroup, fromKind, fromNS, toGroup, toKind, toNS, toN
 	return false
 }
 
-// protection reads the annotations; invalid values are ignored here and reported by
-// Validate through the model (a mode) or dropped (numbers and booleans do not parse).
-func protection(annotations map[string]string) discovery.Protection {
+// protection reads the annotations. A bad mode is left for Validate, which names it; a
+// fail-open or body-limit value that does not parse is ignored, the default applies, and
+// the problem is returned for a Warning Event on the object.
+func (ix *index) protection(obj metav1.Object, kind string) discovery.Protection {
+	annotations := obj.GetAnnotations()
 	var p discovery.Protection
+	var problems []string
 	p.Mode = annotations[AnnotationMode]
 	if v, ok := annotations[AnnotationFailOpen]; ok {
 		if b, err := strconv.ParseBool(v); err == nil {
 			p.FailOpen = &b
+		} else {
+			problems = append(problems, fmt.Sprintf("%s: %q is not true or false; the default applies", AnnotationFailOpen, v))
 		}
 	}
 	if v, ok := annotations[AnnotationBodyLimit]; ok {
-		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
 			p.RequestBodyLimit = &n
+		} else {
+			problems = append(problems, fmt.Sprintf("%s: %q is not a byte count; the default applies", AnnotationBodyLimit, v))
 		}
+	}
+	if len(problems) > 0 {
+		ix.warnings[kind+"/"+key(obj)] = problems
 	}
 	return p
 }

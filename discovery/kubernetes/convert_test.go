@@ -175,6 +175,15 @@ func TestConvertProtection(t *testing.T) {
 	if g.Routes[0].Protection == nil || g.Routes[0].Protection.Mode != "block" {
 		t.Fatalf("route protection %+v", g.Routes[0].Protection)
 	}
+	// Values that do not parse are reported and the defaults apply.
+	o.gateways[0].Annotations = map[string]string{AnnotationFailOpen: "maybe", AnnotationBodyLimit: "-5"}
+	c = convert(o, DefaultControllerName, metav1.Now())
+	if p := c.state.Gateways[0].Protection; p.FailOpen != nil || p.RequestBodyLimit != nil {
+		t.Fatalf("bad annotations were applied: %+v", p)
+	}
+	if w := c.warnings["Gateway/shop/edge"]; len(w) != 2 || !strings.Contains(w[0], AnnotationFailOpen) || !strings.Contains(w[1], AnnotationBodyLimit) {
+		t.Fatalf("warnings %v", w)
+	}
 	for _, label := range []string{LabelEnabled, LabelDatadogEnabled} {
 		for _, on := range []string{"gateway", "class"} {
 			o := world()

@@ -31,7 +31,7 @@ func (ls *listenerState) set(now metav1.Time, gen int64, typ string, ok bool, re
 
 // gateway converts a Gateway of ours: its servable listeners and its protection.
 func (ix *index) gateway(g *gwapiv1.Gateway, class *gwapiv1.GatewayClass, now metav1.Time) (*discovery.Gateway, map[string]*listenerState) {
-	model := &discovery.Gateway{Namespace: g.Namespace, Name: g.Name, Protection: protection(g.Annotations)}
+	model := &discovery.Gateway{Namespace: g.Namespace, Name: g.Name, Protection: ix.protection(g, "Gateway")}
 	if optedOut(g, class) {
 		// An opt-out label wins over every annotation, the routes' included.
 		model.Protection = discovery.Protection{Mode: discovery.ModeOff}

@@ -81,7 +81,7 @@ func (ix *index) attach(r *gwapiv1.HTTPRoute, ref gwapiv1.ParentReference, model
 		model.Routes = append(model.Routes, discovery.Route{Name: name, Hostnames: routeHosts, Rules: rules})
 		route = &model.Routes[len(model.Routes)-1]
 		if !ix.optedOut[model.Key()] {
-			if p := protection(r.Annotations); p != (discovery.Protection{}) {
+			if p := ix.protection(r, "HTTPRoute"); p != (discovery.Protection{}) {
 				route.Protection = &p
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"strings"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -105,9 +106,12 @@ func (w *writer) reconcile(ctx context.Context, o objects, c converted) {
 		}
 		res.status.Addresses = addresses(o, res.obj)
 		w.gatewayStatus(ctx, res.obj, res.status)
-		if res.err != nil {
+		switch {
+		case res.err != nil:
 			w.warn(res.obj, "TranslationFailed", res.err.Error())
-		} else {
+		case len(c.warnings["Gateway/"+key(res.obj)]) > 0:
+			w.warn(res.obj, "InvalidAnnotation", strings.Join(c.warnings["Gateway/"+key(res.obj)], "; "))
+		default:
 			w.clear(res.obj)
 		}
 		if prev, seen := w.protected[k]; !seen || prev != res.protected {
@@ -125,9 +129,12 @@ func (w *writer) reconcile(ctx context.Context, o objects, c converted) {
 			continue
 		}
 		w.routeStatus(ctx, r, parents)
-		if msg := routeProblem(parents); msg != "" {
+		switch msg := routeProblem(parents); {
+		case msg != "":
 			w.warn(r, "RouteNotReady", msg)
-		} else {
+		case len(c.warnings["HTTPRoute/"+key(r)]) > 0:
+			w.warn(r, "InvalidAnnotation", strings.Join(c.warnings["HTTPRoute/"+key(r)], "; "))
+		default:
 			w.clear(r)
 		}
 	}
