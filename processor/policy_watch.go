@@ -33,17 +33,22 @@ func (p *Processor) loadPolicy() error {
 	return nil
 }
 
-// watchPolicy reloads the policy when its file changes. It watches the directory, so that
-// editors that replace the file and Kubernetes' ConfigMap symlink swaps are seen too.
-func (p *Processor) watchPolicy(ctx context.Context) error {
+// watchDir watches the directory of a file, so that editors that replace the file and
+// Kubernetes' ConfigMap symlink swaps are seen too.
+func watchDir(file string) (*fsnotify.Watcher, error) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer w.Close()
-	if err := w.Add(filepath.Dir(p.cfg.PolicyFile)); err != nil {
-		return err
+	if err := w.Add(filepath.Dir(file)); err != nil {
+		w.Close()
+		return nil, err
 	}
+	return w, nil
+}
+
+// watchPolicy reloads the policy when its file changes.
+func (p *Processor) watchPolicy(ctx context.Context, w *fsnotify.Watcher) error {
 	var fire <-chan time.Time
 	for {
 		select {

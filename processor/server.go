@@ -10,6 +10,7 @@ import (
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/fsnotify/fsnotify"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -43,6 +44,15 @@ func (p *Processor) Start(ctx context.Context) error {
 		hs := &http.Server{Handler: p.HealthHandler(), ReadHeaderTimeout: 5 * time.Second}
 		g.Go(func() error { return serveHTTP(ctx, hs, hl, p.cfg.ShutdownTimeout) })
 	}
+	// Watch the policy before loading it, so that an edit made while the WAF loads is
+	// not missed.
+	var watch *fsnotify.Watcher
+	if p.cfg.PolicyFile != "" {
+		if watch, err = watchDir(p.cfg.PolicyFile); err != nil {
+			return fmt.Errorf("policy watch %s: %w", p.cfg.PolicyFile, err)
+		}
+		defer watch.Close()
+	}
 	if err := p.load(); err != nil {
 		return err
 	}
@@ -73,8 +83,8 @@ func (p *Processor) Start(ctx context.Context) error {
 		stopGracefully(gs, p.cfg.ShutdownTimeout)
 		return nil
 	})
-	if p.cfg.PolicyFile != "" {
-		g.Go(func() error { return p.watchPolicy(ctx) })
+	if watch != nil {
+		g.Go(func() error { return p.watchPolicy(ctx, watch) })
 	}
 	return g.Wait()
 }
