@@ -130,9 +130,10 @@ func TestAttackBlockedWithTheDeclaredMode(t *testing.T) {
 	if got := sendAttack(t, proc, md); got != 0 {
 		t.Fatalf("monitor mode: status %d, want the request to continue", got)
 	}
-	var events struct{ Events []map[string]any }
-	in.get(t, "/events", &events)
-	if len(events.Events) < 2 {
-		t.Fatalf("want both attacks on /events, got %d", len(events.Events))
-	}
+	// The event of a request that goes on is recorded when its stream ends.
+	eventually(t, "both attacks on /events", 5*time.Second, func() bool {
+		var events struct{ Events []map[string]any }
+		in.get(t, "/events", &events)
+		return len(events.Events) >= 2
+	})
 }
