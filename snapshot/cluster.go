@@ -2,7 +2,6 @@ package snapshot
 
 import (
 	"fmt"
-	"net/netip"
 	"strconv"
 	"time"
 
@@ -10,8 +9,6 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
-	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -41,13 +38,12 @@ func backendCluster(b discovery.Backend, connectTimeout time.Duration) (*cluster
 		endpoints = []discovery.Endpoint{{Address: b.Host, Port: b.Port}}
 	}
 	cla := loadAssignment(name, endpoints)
-	if _, err := netip.ParseAddr(b.Host); err == nil || b.Host == "" {
+	if b.Host == "" || isIP(b.Host) {
 		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
 		c.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource()}
 		return c, cla
 	}
-	c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS}
-	c.DnsLookupFamily = clusterv3.Cluster_V4_PREFERRED
+	resolveHost(c, b.Host)
 	c.LoadAssignment = cla
 	return c, nil
 }
@@ -72,17 +68,11 @@ func loadAssignment(cluster string, endpoints []discovery.Endpoint) *endpointv3.
 // ephemeral self-signed one; put Envoy and wafplane on a trusted network or a Unix socket.
 func processorCluster(o Options, host string, port uint32) *clusterv3.Cluster {
 	c := &clusterv3.Cluster{
-		Name:           o.ProcessorCluster,
-		ConnectTimeout: durationpb.New(o.ProcessorConnectTimeout),
-		LbPolicy:       clusterv3.Cluster_ROUND_ROBIN,
-		LoadAssignment: loadAssignment(o.ProcessorCluster, []discovery.Endpoint{{Address: host, Port: port}}),
-		TypedExtensionProtocolOptions: map[string]*anypb.Any{
-			"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": mustAny(&httpv3.HttpProtocolOptions{
-				UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
-					ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}},
-				}},
-			}),
-		},
+		Name:                          o.ProcessorCluster,
+		ConnectTimeout:                durationpb.New(o.ProcessorConnectTimeout),
+		LbPolicy:                      clusterv3.Cluster_ROUND_ROBIN,
+		LoadAssignment:                loadAssignment(o.ProcessorCluster, []discovery.Endpoint{{Address: host, Port: port}}),
+		TypedExtensionProtocolOptions: http2Options(nil),
 		CircuitBreakers: &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
 			Priority:           corev3.RoutingPriority_DEFAULT,
 			MaxConnections:     wrapperspb.UInt32(1024),
@@ -91,15 +81,10 @@ func processorCluster(o Options, host string, port uint32) *clusterv3.Cluster {
 			MaxRetries:         wrapperspb.UInt32(3),
 		}}},
 	}
-	if _, err := netip.ParseAddr(host); err == nil {
-		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}
-	} else {
-		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS}
-		c.DnsLookupFamily = clusterv3.Cluster_V4_PREFERRED
-	}
+	resolveHost(c, host)
 	if o.ProcessorTLS {
 		tls := &tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{AlpnProtocols: []string{"h2"}}}
-		if _, err := netip.ParseAddr(host); err != nil {
+		if !isIP(host) {
 			tls.Sni = host
 		}
 		c.TransportSocket = &corev3.TransportSocket{

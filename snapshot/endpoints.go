@@ -1,13 +1,9 @@
 package snapshot
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/wafplane/wafplane/discovery"
 )
@@ -41,25 +37,20 @@ func RefreshEndpoints(prev *Resources, g discovery.Gateway) (*Resources, bool) {
 	}
 	next := *prev
 	next.Endpoints = make([]*endpointv3.ClusterLoadAssignment, 0, len(prev.Endpoints))
-	h := sha256.New()
-	for _, old := range prev.Endpoints {
+	for _, old := range prev.Endpoints { // the previous order, so equal endpoints hash equal
 		cla, ok := fresh[old.ClusterName]
-		if !ok {
+		if !ok || cla.Validate() != nil {
 			return nil, false
 		}
-		if err := cla.Validate(); err != nil {
-			return nil, false
-		}
-		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(cla)
-		if err != nil {
-			return nil, false
-		}
-		h.Write(b)
 		next.Endpoints = append(next.Endpoints, cla)
 	}
+	items := asResources(next.Endpoints)
+	version, err := versionOf(items)
+	if err != nil {
+		return nil, false
+	}
 	snap := &cachev3.Snapshot{Resources: prev.Snapshot.Resources}
-	snap.Resources[cachev3.GetResponseType(resourcev3.EndpointType)] =
-		cachev3.NewResources(hex.EncodeToString(h.Sum(nil))[:16], asResources(next.Endpoints))
+	snap.Resources[cachev3.GetResponseType(resourcev3.EndpointType)] = cachev3.NewResources(version, items)
 	next.Snapshot = snap
 	return &next, true
 }

@@ -45,6 +45,12 @@ type Options struct {
 	BackendConnectTimeout time.Duration
 }
 
+// Validate checks the options: a processor address Envoys can dial.
+func (o Options) Validate() error {
+	_, _, _, err := o.resolved()
+	return err
+}
+
 // resolved fills the defaults and checks the processor address.
 func (o Options) resolved() (Options, string, uint32, error) {
 	if o.ProcessorAddress == "" {

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 
 	"google.golang.org/protobuf/encoding/protojson"
-	"sigs.k8s.io/yaml"
 )
 
 // Dump is a gateway's resources as plain JSON values (protojson field names, Anys
@@ -23,20 +22,19 @@ type Dump struct {
 // Dump renders the resources.
 func (r *Resources) Dump() (Dump, error) {
 	d := Dump{Gateway: r.Gateway, Versions: map[string]string{}}
+	for _, s := range r.Secrets {
+		d.Secrets = append(d.Secrets, s.Name)
+	}
 	lists := map[string]*[]json.RawMessage{
 		"clusters": &d.Clusters, "endpoints": &d.Endpoints, "listeners": &d.Listeners,
 		"routes": &d.Routes, "extensionConfigs": &d.ExtensionConfigs,
 	}
-	keys := []string{"clusters", "endpoints", "listeners", "routes", "extensionConfigs", "secrets"}
-	for i, t := range r.byType() {
-		d.Versions[keys[i]] = r.Version(t.url)
-		if keys[i] == "secrets" {
-			for _, s := range r.Secrets {
-				d.Secrets = append(d.Secrets, s.Name)
-			}
-			continue
+	for _, t := range r.byType() {
+		d.Versions[t.name] = r.Version(t.url)
+		list, shown := lists[t.name]
+		if !shown {
+			continue // secrets: names only
 		}
-		list := lists[keys[i]]
 		*list = []json.RawMessage{}
 		for _, item := range t.items {
 			// protojson's spacing is deliberately unstable; a round trip through
@@ -57,13 +55,4 @@ func (r *Resources) Dump() (Dump, error) {
 		}
 	}
 	return d, nil
-}
-
-// YAML renders dumps as one YAML document.
-func YAML(dumps []Dump) ([]byte, error) {
-	b, err := json.Marshal(map[string][]Dump{"gateways": dumps})
-	if err != nil {
-		return nil, err
-	}
-	return yaml.JSONToYAML(b)
 }

@@ -31,21 +31,28 @@ type Resources struct {
 	Snapshot *cachev3.Snapshot
 }
 
-// byType lists the resources per type URL, in a fixed order.
+// ResourceTypes are the type URLs of a gateway's snapshot, in the order of byType.
+var ResourceTypes = []string{
+	resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.ListenerType,
+	resourcev3.RouteType, resourcev3.ExtensionConfigType, resourcev3.SecretType,
+}
+
+// byType lists the resources per type, in the order of ResourceTypes, with the name the
+// type has in a Dump.
 func (r *Resources) byType() []typed {
 	return []typed{
-		{resourcev3.ClusterType, asResources(r.Clusters)},
-		{resourcev3.EndpointType, asResources(r.Endpoints)},
-		{resourcev3.ListenerType, asResources(r.Listeners)},
-		{resourcev3.RouteType, asResources(r.Routes)},
-		{resourcev3.ExtensionConfigType, asResources(r.Extensions)},
-		{resourcev3.SecretType, asResources(r.Secrets)},
+		{resourcev3.ClusterType, "clusters", asResources(r.Clusters)},
+		{resourcev3.EndpointType, "endpoints", asResources(r.Endpoints)},
+		{resourcev3.ListenerType, "listeners", asResources(r.Listeners)},
+		{resourcev3.RouteType, "routes", asResources(r.Routes)},
+		{resourcev3.ExtensionConfigType, "extensionConfigs", asResources(r.Extensions)},
+		{resourcev3.SecretType, "secrets", asResources(r.Secrets)},
 	}
 }
 
 type typed struct {
-	url   string
-	items []types.Resource
+	url, name string
+	items     []types.Resource
 }
 
 func asResources[T types.Resource](in []T) []types.Resource {
@@ -60,24 +67,36 @@ func asResources[T types.Resource](in []T) []types.Resource {
 func (r *Resources) finish() error {
 	snap := &cachev3.Snapshot{}
 	for _, t := range r.byType() {
-		h := sha256.New()
 		for _, item := range t.items {
 			if err := validateDeep(item); err != nil {
 				return fmt.Errorf("%s %q: %w", shortType(t.url), cachev3.GetResourceName(item), err)
 			}
-			b, err := proto.MarshalOptions{Deterministic: true}.Marshal(item)
-			if err != nil {
-				return err
-			}
-			h.Write(b)
 		}
-		snap.Resources[cachev3.GetResponseType(t.url)] = cachev3.NewResources(hex.EncodeToString(h.Sum(nil))[:16], t.items)
+		version, err := versionOf(t.items)
+		if err != nil {
+			return err
+		}
+		snap.Resources[cachev3.GetResponseType(t.url)] = cachev3.NewResources(version, t.items)
 	}
 	if err := snap.Consistent(); err != nil {
 		return err
 	}
 	r.Snapshot = snap
 	return nil
+}
+
+// versionOf is the version of a type's resources: a hash of their content, so the same
+// resources always have the same version and a changed one never keeps it.
+func versionOf(items []types.Resource) (string, error) {
+	h := sha256.New()
+	for _, item := range items {
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(item)
+		if err != nil {
+			return "", err
+		}
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
 // Version is the version of one resource type in the snapshot.

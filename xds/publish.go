@@ -81,7 +81,7 @@ func (s *Server) Publish(results []snapshot.Result, sourceErr error) {
 }
 
 func sameVersions(a, b *snapshot.Resources) bool {
-	for _, t := range resourceTypes {
+	for _, t := range snapshot.ResourceTypes {
 		if a.Version(t) != b.Version(t) {
 			return false
 		}
@@ -107,7 +107,7 @@ func (s *Server) Gateways() ([]GatewayStatus, *SourceError) {
 		st := GatewayStatus{Gateway: key, PublishedAt: g.publishedAt}
 		if g.good != nil {
 			st.Versions = map[string]string{}
-			for _, t := range resourceTypes {
+			for _, t := range snapshot.ResourceTypes {
 				st.Versions[shortType(t)] = g.good.Version(t)
 			}
 		}

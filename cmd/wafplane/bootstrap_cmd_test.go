@@ -10,6 +10,8 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"sigs.k8s.io/yaml"
+
+	"github.com/wafplane/wafplane/snapshot"
 )
 
 func runCommand(t *testing.T, args ...string) (string, error) {
@@ -48,7 +50,7 @@ func TestBootstrapParsesAndValidates(t *testing.T) {
 			t.Errorf("node %v", b.Node)
 		}
 		ads := b.DynamicResources.AdsConfig
-		if ads.ApiType != corev3.ApiConfigSource_DELTA_GRPC || ads.GrpcServices[0].GetEnvoyGrpc().ClusterName != xdsCluster {
+		if ads.ApiType != corev3.ApiConfigSource_DELTA_GRPC || ads.GrpcServices[0].GetEnvoyGrpc().ClusterName != snapshot.XDSCluster {
 			t.Errorf("ads config %v", ads)
 		}
 		if b.DynamicResources.LdsConfig.GetAds() == nil || b.DynamicResources.CdsConfig.GetAds() == nil {

@@ -89,7 +89,7 @@ func (f *serveFlags) run(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	if _, err := snapshot.TranslateGateway(file.Default().Gateways[0], opts); err != nil {
+	if err := opts.Validate(); err != nil {
 		return fmt.Errorf("--processor-address: %w", err)
 	}
 	reg := prometheus.NewRegistry()

@@ -1,0 +1,62 @@
+package snapshot
+
+import (
+	"time"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/wafplane/wafplane/discovery"
+)
+
+// XDSCluster is the bootstrap's static cluster that reaches wafplane's ADS server.
+const XDSCluster = "wafplane-xds"
+
+// BootstrapOptions say which gateway an Envoy serves and where wafplane's xDS server is.
+type BootstrapOptions struct {
+	Gateway   string // namespace/name: the node cluster
+	NodeID    string // unique per Envoy
+	XDSHost   string
+	XDSPort   uint32
+	AdminPort uint32 // on 127.0.0.1; 0 for none
+}
+
+// Bootstrap is the Envoy bootstrap for a gateway: node cluster = the gateway, every
+// dynamic resource over one delta ADS stream to wafplane, reached over HTTP/2 with
+// keepalives. It is validated.
+func Bootstrap(o BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
+	cluster := &clusterv3.Cluster{
+		Name:           XDSCluster,
+		ConnectTimeout: durationpb.New(time.Second),
+		LoadAssignment: loadAssignment(XDSCluster, []discovery.Endpoint{{Address: o.XDSHost, Port: o.XDSPort}}),
+		TypedExtensionProtocolOptions: http2Options(&corev3.KeepaliveSettings{
+			Interval: durationpb.New(30 * time.Second), Timeout: durationpb.New(5 * time.Second),
+		}),
+	}
+	resolveHost(cluster, o.XDSHost)
+	b := &bootstrapv3.Bootstrap{
+		Node: &corev3.Node{Id: o.NodeID, Cluster: o.Gateway},
+		DynamicResources: &bootstrapv3.Bootstrap_DynamicResources{
+			AdsConfig: &corev3.ApiConfigSource{
+				ApiType:                   corev3.ApiConfigSource_DELTA_GRPC,
+				TransportApiVersion:       corev3.ApiVersion_V3,
+				SetNodeOnFirstMessageOnly: true,
+				GrpcServices: []*corev3.GrpcService{{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
+					EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: XDSCluster},
+				}}},
+			},
+			LdsConfig: adsSource(),
+			CdsConfig: adsSource(),
+		},
+		StaticResources: &bootstrapv3.Bootstrap_StaticResources{Clusters: []*clusterv3.Cluster{cluster}},
+	}
+	if o.AdminPort > 0 {
+		b.Admin = &bootstrapv3.Admin{Address: socketAddress("127.0.0.1", o.AdminPort)}
+	}
+	if err := b.ValidateAll(); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
