@@ -49,3 +49,17 @@ func (e *Effective) apply(p Protection) {
 		e.ResponseBody = *p.ResponseBody
 	}
 }
+
+// Protected reports whether the WAF runs for some of the gateway's traffic: its own mode,
+// or a route's override, is not off. Envoys of an unprotected gateway get no ext_proc filter.
+func (g *Gateway) Protected() bool {
+	if Resolve(g.Protection, nil).Mode != ModeOff {
+		return true
+	}
+	for _, r := range g.Routes {
+		if Resolve(g.Protection, r.Protection).Mode != ModeOff {
+			return true
+		}
+	}
+	return false
+}

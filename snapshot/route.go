@@ -47,11 +47,12 @@ func (a precedence) before(b precedence) bool {
 }
 
 // routeConfiguration builds the routes of listeners that share an HTTP connection
-// manager: a virtual host per hostname, its routes in Gateway API precedence order.
-// Per-route filters make each route's entries distinct, so a route attached to two
-// listeners that meet in one virtual host is added once.
+// manager: a virtual host per hostname, its routes in Gateway API precedence order. A
+// route's entries are built once and shared by every virtual host it lands in, and added
+// once to a virtual host that two of its listeners meet in.
 func (t *translation) routeConfiguration(name string, ls []discovery.Listener) *routev3.RouteConfiguration {
 	hosts := map[string][]entry{}
+	built := map[int][]entry{}
 	added := map[string]bool{} // hostname + route index
 	for _, l := range ls {
 		for ri, r := range t.gw.Routes {
@@ -63,15 +64,19 @@ func (t *translation) routeConfiguration(name string, ls []discovery.Listener) *
 				continue
 			}
 			t.attachedRoutes[ri] = true
-			eff := discovery.Resolve(t.gw.Protection, r.Protection)
+			entries, ok := built[ri]
+			if !ok {
+				eff := discovery.Resolve(t.gw.Protection, r.Protection)
+				for rj, rule := range r.Rules {
+					entries = append(entries, t.ruleEntries(r, rj, rule, eff)...)
+				}
+				built[ri] = entries
+			}
 			for _, h := range hostnames {
 				k := fmt.Sprintf("%s\x00%d", h, ri)
-				if added[k] {
-					continue
-				}
-				added[k] = true
-				for rj, rule := range r.Rules {
-					hosts[h] = append(hosts[h], t.ruleEntries(r, rj, rule, eff)...)
+				if !added[k] {
+					added[k] = true
+					hosts[h] = append(hosts[h], entries...)
 				}
 			}
 		}

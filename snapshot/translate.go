@@ -54,12 +54,7 @@ func TranslateGateway(g discovery.Gateway, opts Options) (*Resources, error) {
 		backends:       map[string]discovery.Backend{},
 		attachedRoutes: map[int]bool{},
 	}
-	t.protected = t.gatewayEff.Mode != discovery.ModeOff
-	for _, r := range g.Routes {
-		if discovery.Resolve(g.Protection, r.Protection).Mode != discovery.ModeOff {
-			t.protected = true
-		}
-	}
+	t.protected = g.Protected()
 	for _, group := range portGroups(g.Listeners) {
 		t.res.Listeners = append(t.res.Listeners, t.listener(group))
 	}

@@ -157,7 +157,6 @@ type translateLoop struct {
 	log      *slog.Logger
 	duration prometheus.Histogram
 	gateways prometheus.Gauge
-	last     map[string]*snapshot.Resources // the last good resources, for endpoint-only updates
 }
 
 func newTranslateLoop(xs *xds.Server, opts snapshot.Options, reg prometheus.Registerer, log *slog.Logger) *translateLoop {
@@ -199,29 +198,26 @@ func (l *translateLoop) run(ctx context.Context, updates <-chan discovery.Update
 }
 
 // translate translates every gateway, or, when only endpoints changed, refreshes the
-// endpoints of the last good resources and translates in full only where that fails.
+// endpoints of the resources xds serves and translates in full only where that fails.
 func (l *translateLoop) translate(state discovery.State, endpointsOnly bool) []snapshot.Result {
-	var results []snapshot.Result
 	if !endpointsOnly {
-		results = snapshot.Translate(state, l.opts)
-	} else {
-		for _, g := range state.Gateways {
-			res, ok := snapshot.RefreshEndpoints(l.last[g.Key()], g)
-			var err error
-			if !ok {
-				res, err = snapshot.TranslateGateway(g, l.opts)
-			}
-			results = append(results, snapshot.Result{Gateway: g.Key(), Resources: res, Err: err})
-		}
+		return snapshot.Translate(state, l.opts)
 	}
-	last := make(map[string]*snapshot.Resources, len(results))
-	for _, r := range results {
-		if r.Err == nil {
-			last[r.Gateway] = r.Resources
-		} else if prev, ok := l.last[r.Gateway]; ok {
-			last[r.Gateway] = prev // xds keeps serving it
+	results := make([]snapshot.Result, 0, len(state.Gateways))
+	for _, g := range state.Gateways {
+		// A gateway whose last translation failed is translated again, so that its error
+		// is not replaced by a refresh of the older resources still served.
+		served, lastErr := l.xs.Resources(g.Key())
+		var res *snapshot.Resources
+		ok := false
+		if lastErr == nil {
+			res, ok = snapshot.RefreshEndpoints(served, g)
 		}
+		var err error
+		if !ok {
+			res, err = snapshot.TranslateGateway(g, l.opts)
+		}
+		results = append(results, snapshot.Result{Gateway: g.Key(), Resources: res, Err: err})
 	}
-	l.last = last
 	return results
 }

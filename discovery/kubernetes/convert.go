@@ -58,7 +58,7 @@ type converted struct {
 type gatewayResult struct {
 	obj       *gwapiv1.Gateway
 	status    gwapiv1.GatewayStatus
-	protected bool  // the ext_proc filter is on for some route
+	protected bool  // the ext_proc filter is in the gateway's chain
 	err       error // the model's validation error, shown in status and Events
 }
 
@@ -111,14 +111,7 @@ func convert(o objects, controller string, now metav1.Time) converted {
 		model := models[nn(g)]
 		res := &gatewayResult{obj: g, status: gatewayStatus(g, model, listeners[nn(g)], now)}
 		res.err = model.Validate()
-		for _, r := range model.Routes {
-			if discovery.Resolve(model.Protection, r.Protection).Mode != discovery.ModeOff {
-				res.protected = true
-			}
-		}
-		if len(model.Routes) == 0 {
-			res.protected = discovery.Resolve(model.Protection, nil).Mode != discovery.ModeOff
-		}
+		res.protected = model.Protected()
 		if res.err != nil {
 			cond := meta.FindStatusCondition(res.status.Conditions, string(gwapiv1.GatewayConditionProgrammed))
 			cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, string(gwapiv1.GatewayReasonInvalid), res.err.Error()
