@@ -149,12 +149,13 @@ type index struct {
 	slices     map[types.NamespacedName][]*discoveryv1.EndpointSlice
 	optedOut   map[string]bool     // gateways whose protection a label turned off
 	warnings   map[string][]string // "Kind/namespace/name" → annotation problems
+	routeRules map[string]convertedRules
 }
 
 func newIndex(o objects) *index {
 	ix := &index{o: o, namespaces: map[string]*corev1.Namespace{}, services: map[types.NamespacedName]*corev1.Service{},
 		secrets: map[types.NamespacedName]*corev1.Secret{}, slices: map[types.NamespacedName][]*discoveryv1.EndpointSlice{},
-		optedOut: map[string]bool{}, warnings: map[string][]string{}}
+		optedOut: map[string]bool{}, warnings: map[string][]string{}, routeRules: map[string]convertedRules{}}
 	for _, n := range o.namespaces {
 		ix.namespaces[n.Name] = n
 	}

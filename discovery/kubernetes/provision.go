@@ -151,7 +151,8 @@ func (p *Provisioner) reconcile(ctx context.Context, kc kubernetes.Interface, o 
 	switch {
 	case curDep == nil:
 		_, err = kc.AppsV1().Deployments(ns).Create(ctx, dep, opts)
-	case !equality.Semantic.DeepDerivative(dep.Spec.Template.Spec.Containers[0].Image, curDep.Spec.Template.Spec.Containers[0].Image) ||
+	case len(curDep.Spec.Template.Spec.Containers) == 0 ||
+		dep.Spec.Template.Spec.Containers[0].Image != curDep.Spec.Template.Spec.Containers[0].Image ||
 		!equality.Semantic.DeepEqual(dep.Spec.Template.Spec.Containers[0].Ports, curDep.Spec.Template.Spec.Containers[0].Ports):
 		d := curDep.DeepCopy()
 		d.Spec.Template = dep.Spec.Template

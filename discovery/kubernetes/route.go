@@ -72,12 +72,12 @@ func (ix *index) attach(r *gwapiv1.HTTPRoute, ref gwapiv1.ParentReference, model
 			route = &model.Routes[i]
 		}
 	}
+	rules, problem := ix.rules(r)
 	refsOK, refReason, refMsg := true, string(gwapiv1.RouteReasonResolvedRefs), "all references resolved"
+	if problem != nil {
+		refsOK, refReason, refMsg = false, problem.reason, problem.msg
+	}
 	if route == nil {
-		rules, problem := ix.rules(r)
-		if problem != nil {
-			refsOK, refReason, refMsg = false, problem.reason, problem.msg
-		}
 		model.Routes = append(model.Routes, discovery.Route{Name: name, Hostnames: routeHosts, Rules: rules})
 		route = &model.Routes[len(model.Routes)-1]
 		if !ix.optedOut[model.Key()] {
@@ -85,8 +85,6 @@ func (ix *index) attach(r *gwapiv1.HTTPRoute, ref gwapiv1.ParentReference, model
 				route.Protection = &p
 			}
 		}
-	} else if _, problem := ix.rules(r); problem != nil {
-		refsOK, refReason, refMsg = false, problem.reason, problem.msg
 	}
 	route.Listeners = append(route.Listeners, accepted...)
 	cond(string(gwapiv1.RouteConditionAccepted), true, string(gwapiv1.RouteReasonAccepted), "attached to listeners "+strings.Join(accepted, ", "))
@@ -119,9 +117,27 @@ func (ix *index) allowed(r *gwapiv1.HTTPRoute, gatewayNS string, ar *gwapiv1.All
 
 type refProblem struct{ reason, msg string }
 
-// rules converts the route's rules. A backend that does not resolve is marked invalid and
-// named in the returned problem; its share of requests is answered 500, as the spec says.
+// convertedRules are a route's rules and the first reference that did not resolve.
+type convertedRules struct {
+	rules   []discovery.Rule
+	problem *refProblem
+}
+
+// rules converts the route's rules once, however many parents it has.
 func (ix *index) rules(r *gwapiv1.HTTPRoute) ([]discovery.Rule, *refProblem) {
+	k := key(r)
+	if c, ok := ix.routeRules[k]; ok {
+		return c.rules, c.problem
+	}
+	rules, problem := ix.convertRules(r)
+	ix.routeRules[k] = convertedRules{rules, problem}
+	return rules, problem
+}
+
+// convertRules converts the route's rules. A backend that does not resolve is marked
+// invalid and named in the returned problem; its share of requests is answered 500, as
+// the spec says.
+func (ix *index) convertRules(r *gwapiv1.HTTPRoute) ([]discovery.Rule, *refProblem) {
 	var problem *refProblem
 	note := func(reason gwapiv1.RouteConditionReason, format string, args ...any) {
 		if problem == nil {
