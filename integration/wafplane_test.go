@@ -175,6 +175,21 @@ func (in *instance) get(t *testing.T, path string, v any) {
 	}
 }
 
+// getText fetches an admin path that must answer 200.
+func (in *instance) getText(t *testing.T, path string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + in.admin + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s %s", path, resp.Status, body)
+	}
+	return string(body)
+}
+
 func eventually(t testing.TB, what string, within time.Duration, f func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)

@@ -164,6 +164,35 @@ func TestSotWNodeGetsEveryTypeAndAcks(t *testing.T) {
 	})
 }
 
+// The admin endpoint answers what the README promises: the metrics it names, health and
+// profiles.
+func TestAdminEndpoint(t *testing.T) {
+	in := start(t, shopGateways)
+	c := sotwclient.NewADSClient(ctx(t), &corev3.Node{Id: "edge-admin", Cluster: "shop/edge"}, resourcev3.ListenerType)
+	if err := c.InitConnect(in.conn); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, 5*time.Second, c.Fetch)
+	if err := c.Nack("listener shop/edge/http: rejected by a test"); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"wafplane_xds_streams", "wafplane_xds_connected_nodes", "wafplane_xds_pushes_total",
+		"wafplane_xds_nacks_total", "wafplane_xds_unknown_gateway_streams_total", "wafplane_snapshots_total",
+		"wafplane_translation_seconds", "wafplane_gateways", "wafplane_processor_rules_loaded"}
+	eventually(t, "the README's metrics on /metrics", 5*time.Second, func() bool {
+		metrics := in.getText(t, "/metrics")
+		for _, name := range want {
+			if !strings.Contains(metrics, "\n"+name) {
+				return false
+			}
+		}
+		return true
+	})
+	for _, path := range []string{"/healthz", "/readyz", "/debug/pprof/", "/rules", "/events", "/api-catalog"} {
+		in.getText(t, path)
+	}
+}
+
 // A delta node: edits of the file arrive within 2 s, broken edits keep the version and
 // show on /snapshots, and a NACK shows with its text on /nodes.
 func TestDeltaNodeFollowsTheFile(t *testing.T) {
