@@ -161,16 +161,8 @@ func (in *instance) write(t *testing.T, content string) {
 // get decodes an admin endpoint's JSON.
 func (in *instance) get(t *testing.T, path string, v any) {
 	t.Helper()
-	resp, err := http.Get("http://" + in.admin + path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s %s", path, resp.Status, body)
-	}
-	if err := json.Unmarshal(body, v); err != nil {
+	body := in.getText(t, path)
+	if err := json.Unmarshal([]byte(body), v); err != nil {
 		t.Fatalf("GET %s: %v\n%s", path, err, body)
 	}
 }
