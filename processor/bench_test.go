@@ -132,7 +132,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 								b.Errorf("exchange: %v blocked=%v", err, out.blocked())
 								return
 							}
-							mine = append(mine, time.Since(t0))
+							mine = append(mine, out.lastAnswer.Sub(t0))
 						}
 						mu.Lock()
 						latencies = append(latencies, mine...)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 	"testing"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
@@ -49,6 +50,10 @@ type outcome struct {
 	bodySentToProc  int    // bytes of request body the processor saw
 	overrides       []*extprocfilterv3.ProcessingMode
 	upstreamReached bool // Envoy let the request go upstream (no block before the response)
+
+	// lastAnswer is when the last answer Envoy waits for arrived: the HTTP request goes on
+	// from there, while the stream's end is exchanged in the background.
+	lastAnswer time.Time
 }
 
 func header(k, v string) *corev3.HeaderValue { return &corev3.HeaderValue{Key: k, RawValue: []byte(v)} }
@@ -104,6 +109,7 @@ func (e *fakeEnvoy) exchange(x httpExchange) (outcome, error) {
 		if err != nil {
 			return false, err
 		}
+		out.lastAnswer = time.Now()
 		if ir := resp.GetImmediateResponse(); ir != nil {
 			// Envoy ends the stream after an immediate response; waiting for the server's
 			// end also means its report of the request is complete.

@@ -2,16 +2,17 @@ package processor
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
+	"strconv"
 
 	waf "github.com/DataDog/go-libddwaf/v4"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // jsonBody encodes a JSON document into WAF objects within libddwaf's limits (depth,
-// container size, string length). A complete document is decoded whole and then encoded
-// (jsontree.go, the fast path); one that does not decode — a body cut at the limit — is
-// encoded while it is tokenized, so that it still yields everything read before the cut.
+// container size, string length) while it is tokenized, without building a Go tree
+// first; strings and containers go to a wafArena. A document cut at the body limit, or
+// broken, still yields everything read before the cut.
 type jsonBody []byte
 
 var errNotJSON = errors.New("body is not JSON")
@@ -30,54 +31,134 @@ func (b jsonBody) valid() bool {
 	return false
 }
 
+// Attackers send what the upstream's parser accepts: repeated names and invalid UTF-8 must
+// not end the inspection early.
+var jsonOptions = []jsontext.Options{jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true)}
+
 // Encode implements waf.Encodable.
 func (b jsonBody) Encode(cfg waf.EncoderConfig, obj *waf.WAFObject, depth int) (map[waf.TruncationReason][]int, error) {
 	if !b.valid() {
 		return nil, errNotJSON
 	}
-	fast := jsonEncoder{cfg: cfg}
-	if b.encodeTree(&fast, obj, depth) {
-		return fast.truncations, nil
-	}
-	return b.encodeStream(cfg, obj, depth)
-}
-
-// encodeStream encodes while tokenizing, for documents that do not decode whole.
-func (b jsonBody) encodeStream(cfg waf.EncoderConfig, obj *waf.WAFObject, depth int) (map[waf.TruncationReason][]int, error) {
-	e := jsonEncoder{cfg: cfg, dec: json.NewDecoder(bytes.NewReader(b))}
-	e.dec.UseNumber()
-	tok, err := e.dec.Token()
-	if err != nil {
+	arena := newWAFArena(cfg.Pinner, len(b))
+	cfg.Pinner = arena
+	e := jsonEncoder{cfg: cfg, arena: arena, dec: jsontext.NewDecoder(bytes.NewReader(b), jsonOptions...)}
+	e.stack = append(e.stack, *obj) // obj may be a map item: its key stays
+	if ok, _ := e.value(0, depth); !ok {
 		return nil, errNotJSON
 	}
-	e.value(tok, obj, depth)
+	*obj = e.stack[0]
 	return e.truncations, nil
 }
 
 type jsonEncoder struct {
 	cfg         waf.EncoderConfig
+	arena       *wafArena
+	dec         *jsontext.Decoder
 	seen        map[string]struct{} // string values already given to the WAF
-	dec         *json.Decoder
-	stop        bool // the input ended or broke, or the time budget ran out
+	stack       []waf.WAFObject     // the value being read and its parents' items read so far
+	stop        bool                // the input ended or broke, or the time budget ran out
 	tokens      int
 	truncations map[waf.TruncationReason][]int
 }
 
-func (e *jsonEncoder) next() (json.Token, bool) {
+// peek reports the kind of the next token, or 0 when reading must stop.
+func (e *jsonEncoder) peek() jsontext.Kind {
 	if e.stop {
-		return nil, false
+		return 0
 	}
 	e.tokens++
 	if e.tokens%64 == 0 && e.cfg.Timer != nil && e.cfg.Timer.Exhausted() {
 		e.stop = true
-		return nil, false
+		return 0
 	}
-	tok, err := e.dec.Token()
+	k := e.dec.PeekKind()
+	if k == jsontext.KindInvalid {
+		e.stop = true
+		return 0
+	}
+	return k
+}
+
+// read consumes the next token or scalar and returns its JSON text, valid until the next read.
+func (e *jsonEncoder) read(k jsontext.Kind) []byte {
+	var raw []byte
+	var err error
+	switch k {
+	case '{', '}', '[', ']':
+		_, err = e.dec.ReadToken()
+	default:
+		raw, err = e.dec.ReadValue()
+	}
 	if err != nil {
 		e.stop = true
-		return nil, false
 	}
-	return tok, true
+	return raw
+}
+
+// value encodes the next value into e.stack[at]. It reports false when there was none, and
+// repeated when it was a string seen before in this document, which it leaves out:
+// libddwaf's cost grows with every string it scans, and API payloads repeat values
+// (statuses, tags, names) many times, while a repeat can match nothing its first
+// occurrence did not. No rule of the recommended ruleset reads the body by key path, so
+// dropping repeats loses nothing.
+func (e *jsonEncoder) value(at, depth int) (ok, repeated bool) {
+	k := e.peek()
+	if k == '}' || k == ']' { // where a value must be: the document is broken
+		e.stop = true
+	}
+	if e.stop {
+		return false, false
+	}
+	raw := e.read(k)
+	if e.stop {
+		return false, false
+	}
+	switch k {
+	case '{', '[':
+		if depth <= 0 {
+			e.truncated(waf.ObjectTooDeep, e.skip())
+			e.stack[at].SetNil()
+		} else if k == '{' {
+			e.object(at, depth-1)
+		} else {
+			e.array(at, depth-1)
+		}
+	case '"':
+		s := e.arena.unquote(raw)
+		if _, seen := e.seen[s]; seen {
+			e.arena.forget(s)
+			return true, true
+		}
+		if e.seen == nil {
+			e.seen = map[string]struct{}{}
+		}
+		e.seen[s] = struct{}{}
+		e.setString(&e.stack[at], s)
+	case '0':
+		e.number(raw, &e.stack[at])
+	case 't', 'f':
+		e.stack[at].SetBool(k == 't')
+	default:
+		e.stack[at].SetNil()
+	}
+	return true, false
+}
+
+// number keeps integers as integers and everything else as a float, as libddwaf's own
+// JSON parser does; a number too large for both stays text.
+func (e *jsonEncoder) number(raw []byte, obj *waf.WAFObject) {
+	if !bytes.ContainsAny(raw, ".eE") { // spares ParseInt's error on a float
+		if i, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
+			obj.SetInt(i)
+			return
+		}
+	}
+	if f, err := strconv.ParseFloat(string(raw), 64); err == nil {
+		obj.SetFloat(f)
+		return
+	}
+	e.setString(obj, string(raw))
 }
 
 func (e *jsonEncoder) truncated(reason waf.TruncationReason, size int) {
@@ -85,40 +166,6 @@ func (e *jsonEncoder) truncated(reason waf.TruncationReason, size int) {
 		e.truncations = map[waf.TruncationReason][]int{}
 	}
 	e.truncations[reason] = append(e.truncations[reason], size)
-}
-
-func (e *jsonEncoder) value(tok json.Token, obj *waf.WAFObject, depth int) {
-	switch v := tok.(type) {
-	case json.Delim:
-		if v != '{' && v != '[' {
-			obj.SetInvalid()
-			return
-		}
-		if depth <= 0 {
-			e.truncated(waf.ObjectTooDeep, e.skip())
-			obj.SetNil()
-			return
-		}
-		if v == '{' {
-			e.object(obj, depth-1)
-		} else {
-			e.array(obj, depth-1)
-		}
-	case string:
-		e.setString(obj, v)
-	case json.Number:
-		if i, err := v.Int64(); err == nil {
-			obj.SetInt(i)
-		} else if f, err := v.Float64(); err == nil {
-			obj.SetFloat(f)
-		} else {
-			e.setString(obj, v.String())
-		}
-	case bool:
-		obj.SetBool(v)
-	default:
-		obj.SetNil()
-	}
 }
 
 func (e *jsonEncoder) setString(obj *waf.WAFObject, s string) {
@@ -129,90 +176,81 @@ func (e *jsonEncoder) setString(obj *waf.WAFObject, s string) {
 	obj.SetString(e.cfg.Pinner, s)
 }
 
-func (e *jsonEncoder) object(obj *waf.WAFObject, depth int) {
-	var items []waf.WAFObject
+func (e *jsonEncoder) object(at, depth int) {
 	dropped := 0
 	for {
-		tok, ok := e.next()
-		if !ok || tok == json.Delim('}') {
+		k := e.peek()
+		if k != '"' {
+			if k == '}' {
+				e.read(k)
+			}
 			break
 		}
-		key, _ := tok.(string)
-		valTok, ok := e.next()
-		if !ok {
+		key := e.arena.unquote(e.read(k))
+		if e.stop {
 			break
 		}
-		if len(items) >= e.cfg.MaxContainerSize {
+		if len(e.stack)-at-1 >= e.cfg.MaxContainerSize {
 			dropped++
-			e.skipValue(valTok)
+			e.skipValue()
 			continue
 		}
-		var item waf.WAFObject
 		if len(key) > e.cfg.MaxStringSize {
 			e.truncated(waf.StringTooLong, len(key))
 			key = key[:e.cfg.MaxStringSize]
 		}
-		item.SetMapKey(e.cfg.Pinner, key)
-		if s, ok := valTok.(string); ok && e.repeated(s) {
-			item.SetNil() // the key is still inspected, the repeated value is not
-		} else {
-			e.value(valTok, &item, depth)
+		item := len(e.stack)
+		e.stack = append(e.stack, waf.WAFObject{})
+		e.stack[item].SetMapKey(e.cfg.Pinner, key)
+		if ok, repeated := e.value(item, depth); !ok || repeated {
+			e.stack[item].SetNil() // the key is still inspected
 		}
-		items = append(items, item)
 	}
-	if dropped > 0 {
-		e.truncated(waf.ContainerTooLarge, len(items)+dropped)
-	}
-	obj.SetMapData(e.cfg.Pinner, items)
+	e.close(at, dropped, true)
 }
 
-func (e *jsonEncoder) array(obj *waf.WAFObject, depth int) {
-	var items []waf.WAFObject
+func (e *jsonEncoder) array(at, depth int) {
 	dropped := 0
 	for {
-		tok, ok := e.next()
-		if !ok || tok == json.Delim(']') {
+		if k := e.peek(); k == 0 || k == ']' {
+			if k == ']' {
+				e.read(k)
+			}
 			break
 		}
-		if len(items) >= e.cfg.MaxContainerSize {
+		if len(e.stack)-at-1 >= e.cfg.MaxContainerSize {
 			dropped++
-			e.skipValue(tok)
+			e.skipValue()
 			continue
 		}
-		if s, ok := tok.(string); ok && e.repeated(s) {
-			continue
-		}
-		var item waf.WAFObject
-		e.value(tok, &item, depth)
-		if !item.IsUnusable() {
-			items = append(items, item)
+		item := len(e.stack)
+		e.stack = append(e.stack, waf.WAFObject{})
+		if ok, repeated := e.value(item, depth); !ok || repeated || e.stack[item].IsUnusable() {
+			e.stack = e.stack[:item]
 		}
 	}
+	e.close(at, dropped, false)
+}
+
+// close ends the container at e.stack[at]: its items, above it, move to the arena.
+func (e *jsonEncoder) close(at, dropped int, isMap bool) {
+	items := e.stack[at+1:]
 	if dropped > 0 {
 		e.truncated(waf.ContainerTooLarge, len(items)+dropped)
 	}
-	obj.SetArrayData(e.cfg.Pinner, items)
+	stored := e.arena.store(items)
+	e.stack = e.stack[:at+1]
+	if isMap {
+		e.stack[at].SetMapData(e.cfg.Pinner, stored)
+	} else {
+		e.stack[at].SetArrayData(e.cfg.Pinner, stored)
+	}
 }
 
-// repeated reports whether a string value was seen before in this document. libddwaf's
-// cost grows with every string it scans, and API payloads repeat values (statuses, tags,
-// names) many times: a repeat can match nothing its first occurrence did not. No rule of
-// the recommended ruleset reads the body by key path, so dropping repeats loses nothing.
-func (e *jsonEncoder) repeated(s string) bool {
-	if e.seen == nil {
-		e.seen = map[string]struct{}{}
-	}
-	if _, ok := e.seen[s]; ok {
-		return true
-	}
-	e.seen[s] = struct{}{}
-	return false
-}
-
-// skipValue consumes the value that starts with tok.
-func (e *jsonEncoder) skipValue(tok json.Token) {
-	if d, ok := tok.(json.Delim); ok && (d == '{' || d == '[') {
-		e.skip()
+// skipValue consumes the next value, whatever its size.
+func (e *jsonEncoder) skipValue() {
+	if !e.stop && e.dec.SkipValue() != nil {
+		e.stop = true
 	}
 }
 
@@ -221,15 +259,16 @@ func (e *jsonEncoder) skipValue(tok json.Token) {
 func (e *jsonEncoder) skip() int {
 	level, deepest := 1, 1
 	for level > 0 {
-		tok, ok := e.next()
-		if !ok {
+		k := e.peek()
+		if k == 0 {
 			break
 		}
-		switch tok {
-		case json.Delim('{'), json.Delim('['):
+		e.read(k)
+		switch k {
+		case '{', '[':
 			level++
 			deepest = max(deepest, level)
-		case json.Delim('}'), json.Delim(']'):
+		case '}', ']':
 			level--
 		}
 	}

@@ -1,6 +1,8 @@
 package processor
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"runtime"
 	"testing"
@@ -19,10 +21,15 @@ func encodeForTest(t *testing.T, body string, limits waf.EncoderConfig) (any, ma
 	tm, _ := timer.NewTimer(timer.WithUnlimitedBudget())
 	limits.Timer = tm
 	var obj waf.WAFObject
+	obj.SetMapKey(&pinner, "server.request.body") // as libddwaf's encoder calls it: a map item
 	trunc, err := jsonBody(body).Encode(limits, &obj, limits.MaxObjectDepth)
 	if err != nil {
 		t.Fatalf("Encode(%q): %v", body, err)
 	}
+	if obj.MapKey() != "server.request.body" {
+		t.Fatalf("Encode(%q) lost the key of the item it fills: %q", body, obj.MapKey())
+	}
+	collectGarbage() // what the WAF reads must be pinned, not merely still reachable
 	v, err := waf.DecodeObject(&obj)
 	if err != nil {
 		t.Fatalf("decode: %v", err)
@@ -43,6 +50,9 @@ func TestJSONBodyEncoding(t *testing.T) {
 		{`{"a":"x","b":"x","c":["x","y"]}`, `map[a:x b:<nil> c:[y]]`, 0}, // repeats dropped, keys kept
 		{`{"a":"sql","b":[1,2`, `map[a:sql b:[1 2]]`, 0},                 // truncated document
 		{`{"a":1.5e3,"b":123456789012345678901234567890}`, `map[a:1500 b:1.2345678901234568e+29]`, 0},
+		{`{"a":1e999}`, `map[a:1e999]`, 0},                      // too large for a float: kept as text
+		{`{"a":"x","a":"<s>"}`, `map[a:<s>]`, 0},                // a repeated name does not end the inspection
+		{"[\"\xff<\",\"\\u00e9\\n\"]", "[\ufffd< \u00e9\n]", 0}, // invalid UTF-8 replaced, escapes decoded
 	} {
 		got, trunc := encodeForTest(t, tc.body, limits)
 		if s := fmtValue(got); s != tc.want {
@@ -59,29 +69,130 @@ func TestJSONBodyEncoding(t *testing.T) {
 
 func fmtValue(v any) string { return fmt.Sprint(v) }
 
-// The fast path (decode whole, then encode) and the token stream give the WAF the same
-// values; documents here list keys in sorted order, the order the fast path visits them.
-func TestJSONFastPathMatchesStream(t *testing.T) {
-	limits := waf.EncoderConfig{MaxContainerSize: 4, MaxStringSize: 8, MaxObjectDepth: 4}
-	for _, doc := range []string{
-		`{"a":1,"b":[true,null,"x",2.5],"c":{"d":"abcdefghijkl"}}`,
-		`[1,2,3,4,5,6,"x","x"]`,
-		`{"a":{"b":{"c":{"d":{"e":1}}}}}`,
-		`{"a":"x","b":"x","c":["x","y","y"],"d":-3,"e":1e400}`,
-		`"just a string"`,
-	} {
-		var pinner runtime.Pinner
-		tm, _ := timer.NewTimer(timer.WithUnlimitedBudget())
-		cfg := limits
-		cfg.Pinner, cfg.Timer = &pinner, tm
-		var fast, stream waf.WAFObject
-		ft, err1 := jsonBody(doc).Encode(cfg, &fast, limits.MaxObjectDepth)
-		st, err2 := jsonBody(doc).encodeStream(cfg, &stream, limits.MaxObjectDepth)
-		fv, _ := waf.DecodeObject(&fast)
-		sv, _ := waf.DecodeObject(&stream)
-		if err1 != nil || err2 != nil || fmtValue(fv) != fmtValue(sv) || len(ft) != len(st) {
-			t.Errorf("%s: fast %s %v (%v), stream %s %v (%v)", doc, fmtValue(fv), ft, err1, fmtValue(sv), st, err2)
+// collectGarbage runs the collector after filling the heap with fresh garbage, so that
+// memory the encoder forgot to pin would be freed and overwritten.
+func collectGarbage() {
+	for range 3 {
+		junk := make([][]byte, 0, 256)
+		for range 256 {
+			junk = append(junk, bytes.Repeat([]byte{0xAA}, 512))
 		}
-		pinner.Unpin()
+		runtime.KeepAlive(junk)
+		runtime.GC()
 	}
+}
+
+// FuzzJSONBody holds the encoder to encoding/json, which stands for the upstream's parser:
+// for a document encoding/json accepts, every key, string and number it reads reaches the
+// WAF; for any input, the encoder gives an object libddwaf can read or an error, never a panic.
+func FuzzJSONBody(f *testing.F) {
+	for _, seed := range []string{`{"a":[1,2.5,-3e2,{"b":"c"}],"d":null,"e":true}`, `["x","x",{"x":"x"}]`,
+		`{"a":"\u00e9\ud83d\ude00\n","a":"dup"}`, "\"\xff\xfe\"", `{"a":[{"b":[{"c":1}]}]`, `123456789012345678901234567890`} {
+		f.Add([]byte(seed))
+	}
+	unlimited := waf.EncoderConfig{MaxContainerSize: 1 << 20, MaxStringSize: 1 << 20, MaxObjectDepth: 1000}
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		var pinner runtime.Pinner
+		defer pinner.Unpin()
+		cfg := unlimited
+		cfg.Pinner = &pinner
+		var obj waf.WAFObject
+		if _, err := jsonBody(doc).Encode(cfg, &obj, cfg.MaxObjectDepth); err != nil {
+			return
+		}
+		got := map[string]bool{}
+		if err := wafLeaves(&obj, got); err != nil {
+			t.Fatalf("%q encodes to an object libddwaf's decoder refuses: %v", doc, err)
+		}
+		var want any
+		if json.Unmarshal(doc, &want) != nil || jsonDepth(want) > cfg.MaxObjectDepth {
+			return
+		}
+		for leaf := range leaves(want) {
+			if !got[leaf] {
+				t.Fatalf("%q: encoding/json reads %s, the WAF does not get it (it gets %v)", doc, leaf, got)
+			}
+		}
+	})
+}
+
+// wafLeaves lists the keys, strings and numbers of an encoded document.
+func wafLeaves(obj *waf.WAFObject, out map[string]bool) error {
+	if obj.IsMap() || obj.IsArray() {
+		items, err := obj.Values()
+		if err != nil {
+			return err
+		}
+		for i := range items {
+			if obj.IsMap() {
+				out["key "+items[i].MapKey()] = true
+			}
+			if err := wafLeaves(&items[i], out); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	v, err := obj.AnyValue()
+	if err != nil {
+		return err
+	}
+	leaf(v, out)
+	return nil
+}
+
+// leaves lists the keys, strings and numbers of a document encoding/json decoded.
+func leaves(v any) map[string]bool {
+	out := map[string]bool{}
+	var walk func(any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, c := range x {
+				out["key "+k] = true
+				walk(c)
+			}
+		case []any:
+			for _, c := range x {
+				walk(c)
+			}
+		default:
+			leaf(x, out)
+		}
+	}
+	walk(v)
+	return out
+}
+
+func leaf(v any, out map[string]bool) {
+	switch x := v.(type) {
+	case string:
+		out["string "+x] = true
+	case int64: // the WAF holds integers as such; encoding/json reads every number as float64
+		out[fmt.Sprintf("number %v", float64(x))] = true
+	case uint64:
+		out[fmt.Sprintf("number %v", float64(x))] = true
+	case float64:
+		if x == 0 {
+			x = 0 // -0, which the WAF holds as the integer 0
+		}
+		out[fmt.Sprintf("number %v", x)] = true
+	}
+}
+
+func jsonDepth(v any) int {
+	d := 0
+	switch x := v.(type) {
+	case map[string]any:
+		for _, c := range x {
+			d = max(d, jsonDepth(c))
+		}
+	case []any:
+		for _, c := range x {
+			d = max(d, jsonDepth(c))
+		}
+	default:
+		return 0
+	}
+	return d + 1
 }
