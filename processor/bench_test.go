@@ -85,7 +85,7 @@ func BenchmarkWAF(b *testing.B) {
 						b.Fatal(err)
 					}
 					if len(bc.x.body) > 0 {
-						var body any = jsonBody(bc.x.body)
+						var body any = jsonBody{doc: bc.x.body}
 						if enc == "tree" {
 							var tree any
 							_ = json.Unmarshal(bc.x.body, &tree)

@@ -76,14 +76,15 @@ type parsedBody struct {
 	filenames []string
 }
 
-// parseBody reads a request body (already cut to the body limit) by its content type.
+// parseBody reads a request body (already cut to the body limit) by its content type;
+// keepRepeats is jsonBody's.
 // Malformed and truncated bodies give whatever could be read before the fault.
-func parseBody(contentType string, body []byte) parsedBody {
+func parseBody(contentType string, body []byte, keepRepeats bool) parsedBody {
 	kind, params := classifyBody(contentType, body)
 	switch kind {
 	case bodyJSON:
-		if jsonBody(body).valid() {
-			return parsedBody{value: jsonBody(body)}
+		if b := (jsonBody{doc: body, keepRepeats: keepRepeats}); b.valid() {
+			return parsedBody{value: b}
 		}
 		return parsedBody{value: textChunks(body)}
 	case bodyForm:

@@ -81,6 +81,11 @@ type engine struct {
 	handle  atomic.Pointer[waf.Handle]
 	info    atomic.Pointer[RulesInfo]
 	policy  map[string]any // the fragment in force, to restore after a rejected update
+
+	// bodyKeyPaths: a rule, exclusion or processor of the rules file or the policy reads a
+	// body by key path, so the JSON encoder must keep repeated values (jsonbody.go).
+	bodyKeyPaths  atomic.Bool
+	rulesKeyPaths bool // of the rules file alone
 }
 
 func newEngine(rulesFile string) (*engine, error) {
@@ -102,6 +107,8 @@ func newEngine(rulesFile string) (*engine, error) {
 		rules, err = readJSONFile(rulesFile)
 		if err == nil {
 			diag, err = b.AddOrUpdateConfig(pathRules, rules)
+			e.rulesKeyPaths = readsBodyByKeyPath(rules)
+			e.bodyKeyPaths.Store(e.rulesKeyPaths)
 		}
 	}
 	if err == nil {
@@ -200,7 +207,36 @@ func (e *engine) applyPolicy(source string, fragment map[string]any) error {
 		return err
 	}
 	e.policy = fragment
+	e.bodyKeyPaths.Store(e.rulesKeyPaths || readsBodyByKeyPath(fragment))
 	return nil
+}
+
+// readsBodyByKeyPath reports whether a configuration fragment has an input on a body
+// address with a key path. The recommended ruleset has none.
+func readsBodyByKeyPath(v any) bool {
+	switch x := v.(type) {
+	case map[string]any:
+		if addr, _ := x["address"].(string); addr == addrBody || addr == addrResponseBody {
+			switch kp := x["key_path"].(type) {
+			case []any:
+				return len(kp) > 0
+			case []string:
+				return len(kp) > 0
+			}
+		}
+		for _, c := range x {
+			if readsBodyByKeyPath(c) {
+				return true
+			}
+		}
+	case []any:
+		for _, c := range x {
+			if readsBodyByKeyPath(c) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (e *engine) setPolicy(fragment map[string]any) error {

@@ -30,7 +30,7 @@ func FuzzRequestMapping(f *testing.F) {
 		}}
 		req := parseRequestHeaders(hm)
 		addrs := req.addresses(resolver.resolve(nil, req.headers), "")
-		parsed := parseBody(req.contentType, body)
+		parsed := parseBody(req.contentType, body, false)
 		if parsed.value != nil {
 			addrs[addrBody] = parsed.value
 		}

@@ -13,14 +13,19 @@ import (
 // container size, string length) while it is tokenized, without building a Go tree
 // first; strings and containers go to a wafArena. A document cut at the body limit, or
 // broken, still yields everything read before the cut.
-type jsonBody []byte
+type jsonBody struct {
+	doc []byte
+	// keepRepeats gives the WAF every occurrence of a repeated string; it must when a rule
+	// or an exclusion reads the body by key path (see value).
+	keepRepeats bool
+}
 
 var errNotJSON = errors.New("body is not JSON")
 
 // valid reports whether the body starts like a JSON document; parseBody falls back to
 // text otherwise.
 func (b jsonBody) valid() bool {
-	t := bytes.TrimLeft(b, " \t\r\n")
+	t := bytes.TrimLeft(b.doc, " \t\r\n")
 	if len(t) == 0 {
 		return false
 	}
@@ -40,9 +45,9 @@ func (b jsonBody) Encode(cfg waf.EncoderConfig, obj *waf.WAFObject, depth int) (
 	if !b.valid() {
 		return nil, errNotJSON
 	}
-	arena := newWAFArena(cfg.Pinner, len(b))
+	arena := newWAFArena(cfg.Pinner, len(b.doc))
 	cfg.Pinner = arena
-	e := jsonEncoder{cfg: cfg, arena: arena, dec: jsontext.NewDecoder(bytes.NewReader(b), jsonOptions...)}
+	e := jsonEncoder{cfg: cfg, arena: arena, dec: jsontext.NewDecoder(bytes.NewReader(b.doc), jsonOptions...), keepRepeats: b.keepRepeats}
 	e.stack = append(e.stack, *obj) // obj may be a map item: its key stays
 	if ok, _ := e.value(0, depth); !ok {
 		return nil, errNotJSON
@@ -56,6 +61,7 @@ type jsonEncoder struct {
 	arena       *wafArena
 	dec         *jsontext.Decoder
 	seen        map[string]struct{} // string values already given to the WAF
+	keepRepeats bool
 	stack       []waf.WAFObject     // the value being read and its parents' items read so far
 	stop        bool                // the input ended or broke, or the time budget ran out
 	tokens      int
@@ -100,8 +106,9 @@ func (e *jsonEncoder) read(k jsontext.Kind) []byte {
 // repeated when it was a string seen before in this document, which it leaves out:
 // libddwaf's cost grows with every string it scans, and API payloads repeat values
 // (statuses, tags, names) many times, while a repeat can match nothing its first
-// occurrence did not. No rule of the recommended ruleset reads the body by key path, so
-// dropping repeats loses nothing.
+// occurrence did not — unless something reads the body by key path: an exclusion of the
+// parameter where a payload first occurs would hide its repeat elsewhere. The recommended
+// ruleset reads no body by key path; when the rules or the policy do, repeats are kept.
 func (e *jsonEncoder) value(at, depth int) (ok, repeated bool) {
 	k := e.peek()
 	if k == '}' || k == ']' { // where a value must be: the document is broken
@@ -126,14 +133,10 @@ func (e *jsonEncoder) value(at, depth int) (ok, repeated bool) {
 		}
 	case '"':
 		s := e.arena.unquote(raw)
-		if _, seen := e.seen[s]; seen {
+		if e.repeated(s) {
 			e.arena.forget(s)
 			return true, true
 		}
-		if e.seen == nil {
-			e.seen = map[string]struct{}{}
-		}
-		e.seen[s] = struct{}{}
 		e.setString(&e.stack[at], s)
 	case '0':
 		e.number(raw, &e.stack[at])
@@ -143,6 +146,20 @@ func (e *jsonEncoder) value(at, depth int) (ok, repeated bool) {
 		e.stack[at].SetNil()
 	}
 	return true, false
+}
+
+func (e *jsonEncoder) repeated(s string) bool {
+	if e.keepRepeats {
+		return false
+	}
+	if _, ok := e.seen[s]; ok {
+		return true
+	}
+	if e.seen == nil {
+		e.seen = map[string]struct{}{}
+	}
+	e.seen[s] = struct{}{}
+	return false
 }
 
 // number keeps integers as integers and everything else as a float, as libddwaf's own

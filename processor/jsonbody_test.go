@@ -22,7 +22,7 @@ func encodeForTest(t *testing.T, body string, limits waf.EncoderConfig) (any, ma
 	limits.Timer = tm
 	var obj waf.WAFObject
 	obj.SetMapKey(&pinner, "server.request.body") // as libddwaf's encoder calls it: a map item
-	trunc, err := jsonBody(body).Encode(limits, &obj, limits.MaxObjectDepth)
+	trunc, err := (jsonBody{doc: []byte(body)}).Encode(limits, &obj, limits.MaxObjectDepth)
 	if err != nil {
 		t.Fatalf("Encode(%q): %v", body, err)
 	}
@@ -62,7 +62,7 @@ func TestJSONBodyEncoding(t *testing.T) {
 			t.Errorf("%s: truncation %v not reported (%v)", tc.body, tc.trunc, trunc)
 		}
 	}
-	if jsonBody("hello").valid() || !jsonBody(" \n{").valid() {
+	if (jsonBody{doc: []byte("hello")}).valid() || !(jsonBody{doc: []byte(" \n{")}).valid() {
 		t.Error("valid() misjudges JSON starts")
 	}
 }
@@ -97,7 +97,7 @@ func FuzzJSONBody(f *testing.F) {
 		cfg := unlimited
 		cfg.Pinner = &pinner
 		var obj waf.WAFObject
-		if _, err := jsonBody(doc).Encode(cfg, &obj, cfg.MaxObjectDepth); err != nil {
+		if _, err := (jsonBody{doc: doc}).Encode(cfg, &obj, cfg.MaxObjectDepth); err != nil {
 			return
 		}
 		got := map[string]bool{}
@@ -195,4 +195,25 @@ func jsonDepth(v any) int {
 		return 0
 	}
 	return d + 1
+}
+
+func TestReadsBodyByKeyPath(t *testing.T) {
+	input := func(addr string, kp any) map[string]any {
+		return map[string]any{"rules": []any{map[string]any{"conditions": []any{map[string]any{
+			"parameters": map[string]any{"inputs": []any{map[string]any{"address": addr, "key_path": kp}}}}}}}}
+	}
+	for _, tc := range []struct {
+		fragment map[string]any
+		want     bool
+	}{
+		{input(addrBody, []any{"a"}), true},
+		{input(addrResponseBody, []string{"a", "b"}), true},
+		{input(addrBody, []any{}), false},
+		{input(addrQuery, []any{"a"}), false},
+		{map[string]any{}, false},
+	} {
+		if got := readsBodyByKeyPath(tc.fragment); got != tc.want {
+			t.Errorf("readsBodyByKeyPath(%v) = %v, want %v", tc.fragment, got, tc.want)
+		}
+	}
 }

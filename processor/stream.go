@@ -256,7 +256,7 @@ func (s *stream) evaluateRequestBody() *extprocv3.ProcessingResponse {
 	if s.req != nil {
 		contentType = s.req.contentType
 	}
-	body := parseBody(contentType, s.reqBody.data)
+	body := parseBody(contentType, s.reqBody.data, s.keepRepeats())
 	addrs := map[string]any{}
 	if body.value != nil {
 		addrs[addrBody] = body.value
@@ -320,11 +320,17 @@ func (s *stream) evaluateResponseBody() *extprocv3.ProcessingResponse {
 		return nil
 	}
 	s.respBody.evaluated = true
-	body := jsonBody(s.respBody.data)
+	body := jsonBody{doc: s.respBody.data, keepRepeats: s.keepRepeats()}
 	if !body.valid() {
 		return nil
 	}
 	return s.run(map[string]any{addrResponseBody: body}, "response_body")
+}
+
+// keepRepeats tells the JSON encoder whether the configuration reads bodies by key path.
+func (s *stream) keepRepeats() bool {
+	e := s.p.engine.Load()
+	return e != nil && e.bodyKeyPaths.Load()
 }
 
 // run evaluates addresses and returns the immediate response when the request must be
