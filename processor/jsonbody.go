@@ -62,8 +62,8 @@ type jsonEncoder struct {
 	dec         *jsontext.Decoder
 	seen        map[string]struct{} // string values already given to the WAF
 	keepRepeats bool
-	stack       []waf.WAFObject     // the value being read and its parents' items read so far
-	stop        bool                // the input ended or broke, or the time budget ran out
+	stack       []waf.WAFObject // the value being read and its parents' items read so far
+	stop        bool            // the input ended or broke, or the time budget ran out
 	tokens      int
 	truncations map[waf.TruncationReason][]int
 }
