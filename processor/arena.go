@@ -61,20 +61,38 @@ func (a *wafArena) pinBlock(first unsafe.Pointer, size uintptr) {
 	a.blocks = append(a.blocks, [2]uintptr{uintptr(first), uintptr(first) + size})
 }
 
-// unquote decodes a JSON string literal (quotes included) into the arena.
-func (a *wafArena) unquote(literal []byte) string {
-	// Decoding never grows a literal more than threefold: an invalid UTF-8 byte becomes
-	// U+FFFD, three bytes; escapes only shrink.
-	if need := 3 * len(literal); cap(a.text)-len(a.text) < need {
-		a.text = make([]byte, 0, max(a.textBlock, need))
+// reserve makes room for n more bytes of text, so that appending them never moves the block.
+func (a *wafArena) reserve(n int) {
+	if cap(a.text)-len(a.text) < n {
+		a.text = make([]byte, 0, max(a.textBlock, n))
 		a.pinBlock(unsafe.Pointer(unsafe.SliceData(a.text)), uintptr(cap(a.text)))
 	}
-	start := len(a.text)
-	a.text, _ = jsontext.AppendUnquote(a.text, literal) // invalid UTF-8 is replaced, not refused
+}
+
+// since returns the text appended from start on.
+func (a *wafArena) since(start int) string {
 	if len(a.text) == start {
 		return ""
 	}
 	return unsafe.String(&a.text[start], len(a.text)-start)
+}
+
+// unquote decodes a JSON string literal (quotes included) into the arena.
+func (a *wafArena) unquote(literal []byte) string {
+	// Decoding never grows a literal more than threefold: an invalid UTF-8 byte becomes
+	// U+FFFD, three bytes; escapes only shrink.
+	a.reserve(3 * len(literal))
+	start := len(a.text)
+	a.text, _ = jsontext.AppendUnquote(a.text, literal) // invalid UTF-8 is replaced, not refused
+	return a.since(start)
+}
+
+// copy puts raw text, a number, into the arena.
+func (a *wafArena) copy(raw []byte) string {
+	a.reserve(len(raw))
+	start := len(a.text)
+	a.text = append(a.text, raw...)
+	return a.since(start)
 }
 
 // forget gives back the space of s, the last string unquoted.

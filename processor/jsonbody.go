@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"strconv"
+	"strings"
 
 	waf "github.com/DataDog/go-libddwaf/v4"
 	"github.com/go-json-experiment/json/jsontext"
@@ -60,7 +61,7 @@ type jsonEncoder struct {
 	cfg         waf.EncoderConfig
 	arena       *wafArena
 	dec         *jsontext.Decoder
-	seen        map[string]struct{} // string values already given to the WAF
+	seen        map[seenKey]struct{}
 	keepRepeats bool
 	stack       []waf.WAFObject // the value being read and its parents' items read so far
 	stop        bool            // the input ended or broke, or the time budget ran out
@@ -103,12 +104,13 @@ func (e *jsonEncoder) read(k jsontext.Kind) []byte {
 }
 
 // value encodes the next value into e.stack[at]. It reports false when there was none, and
-// repeated when it was a string seen before in this document, which it leaves out:
-// libddwaf's cost grows with every string it scans, and API payloads repeat values
-// (statuses, tags, names) many times, while a repeat can match nothing its first
-// occurrence did not — unless something reads the body by key path: an exclusion of the
-// parameter where a payload first occurs would hide its repeat elsewhere. The recommended
-// ruleset reads no body by key path; when the rules or the policy do, repeats are kept.
+// repeated when it was a scalar or an empty container seen before in this document, which
+// it leaves out: libddwaf's cost grows with every value it visits, and API payloads repeat
+// values (statuses, tags, names, quantities) many times, while a repeat can match nothing
+// its first occurrence did not — unless something reads the body by key path: an
+// exclusion of the parameter where a payload first occurs would hide its repeat elsewhere.
+// The recommended ruleset reads no body by key path; when the rules or the policy do, or
+// when API discovery samples the request (schemas need every field), repeats are kept.
 func (e *jsonEncoder) value(at, depth int) (ok, repeated bool) {
 	k := e.peek()
 	if k == '}' || k == ']' { // where a value must be: the document is broken
@@ -121,61 +123,87 @@ func (e *jsonEncoder) value(at, depth int) (ok, repeated bool) {
 	if e.stop {
 		return false, false
 	}
+	obj := &e.stack[at] // valid until the stack grows: containers below re-index
 	switch k {
 	case '{', '[':
 		if depth <= 0 {
 			e.truncated(waf.ObjectTooDeep, e.skip())
-			e.stack[at].SetNil()
-		} else if k == '{' {
-			e.object(at, depth-1)
-		} else {
-			e.array(at, depth-1)
+			obj.SetNil()
+			return true, false
 		}
+		var items int
+		if k == '{' {
+			items = e.object(at, depth-1)
+		} else {
+			items = e.array(at, depth-1)
+		}
+		return true, items == 0 && e.repeated(k, "")
 	case '"':
 		s := e.arena.unquote(raw)
-		if e.repeated(s) {
+		if e.repeated(k, s) {
 			e.arena.forget(s)
 			return true, true
 		}
-		e.setString(&e.stack[at], s)
+		e.setString(obj, s)
 	case '0':
-		e.number(raw, &e.stack[at])
-	case 't', 'f':
-		e.stack[at].SetBool(k == 't')
+		s := e.arena.copy(raw)
+		if e.repeated(k, s) {
+			e.arena.forget(s)
+			return true, true
+		}
+		e.number(s, obj)
 	default:
-		e.stack[at].SetNil()
+		if e.repeated(k, "") {
+			return true, true
+		}
+		if k == 'n' {
+			obj.SetNil()
+		} else {
+			obj.SetBool(k == 't')
+		}
 	}
 	return true, false
 }
 
-func (e *jsonEncoder) repeated(s string) bool {
+// seenKey is a value or an object name given to the WAF; kind tells them apart: a
+// jsontext.Kind for values, nameKind for names.
+type seenKey struct {
+	kind jsontext.Kind
+	text string
+}
+
+const nameKind jsontext.Kind = 'k'
+
+// repeated records a value or a name and reports whether it was given to the WAF before.
+func (e *jsonEncoder) repeated(kind jsontext.Kind, text string) bool {
 	if e.keepRepeats {
 		return false
 	}
-	if _, ok := e.seen[s]; ok {
+	key := seenKey{kind, text}
+	if _, ok := e.seen[key]; ok {
 		return true
 	}
 	if e.seen == nil {
-		e.seen = map[string]struct{}{}
+		e.seen = map[seenKey]struct{}{}
 	}
-	e.seen[s] = struct{}{}
+	e.seen[key] = struct{}{}
 	return false
 }
 
 // number keeps integers as integers and everything else as a float, as libddwaf's own
 // JSON parser does; a number too large for both stays text.
-func (e *jsonEncoder) number(raw []byte, obj *waf.WAFObject) {
-	if !bytes.ContainsAny(raw, ".eE") { // spares ParseInt's error on a float
-		if i, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
+func (e *jsonEncoder) number(s string, obj *waf.WAFObject) {
+	if !strings.ContainsAny(s, ".eE") { // spares ParseInt's error on a float
+		if i, err := strconv.ParseInt(s, 10, 64); err == nil {
 			obj.SetInt(i)
 			return
 		}
 	}
-	if f, err := strconv.ParseFloat(string(raw), 64); err == nil {
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
 		obj.SetFloat(f)
 		return
 	}
-	e.setString(obj, string(raw))
+	e.setString(obj, s)
 }
 
 func (e *jsonEncoder) truncated(reason waf.TruncationReason, size int) {
@@ -193,7 +221,8 @@ func (e *jsonEncoder) setString(obj *waf.WAFObject, s string) {
 	obj.SetString(e.cfg.Pinner, s)
 }
 
-func (e *jsonEncoder) object(at, depth int) {
+// object reads the members of an object and returns how many the WAF gets.
+func (e *jsonEncoder) object(at, depth int) int {
 	dropped := 0
 	for {
 		k := e.peek()
@@ -216,17 +245,22 @@ func (e *jsonEncoder) object(at, depth int) {
 			e.truncated(waf.StringTooLong, len(key))
 			key = key[:e.cfg.MaxStringSize]
 		}
+		nameRepeated := e.repeated(nameKind, key)
 		item := len(e.stack)
 		e.stack = append(e.stack, waf.WAFObject{})
 		e.stack[item].SetMapKey(e.cfg.Pinner, key)
-		if ok, repeated := e.value(item, depth); !ok || repeated {
-			e.stack[item].SetNil() // the key is still inspected
+		switch ok, repeated := e.value(item, depth); {
+		case ok && repeated && nameRepeated:
+			e.stack = e.stack[:item] // nothing the WAF has not had
+		case !ok || repeated:
+			e.stack[item].SetNil() // the name is still inspected
 		}
 	}
-	e.close(at, dropped, true)
+	return e.close(at, dropped, true)
 }
 
-func (e *jsonEncoder) array(at, depth int) {
+// array reads the elements of an array and returns how many the WAF gets.
+func (e *jsonEncoder) array(at, depth int) int {
 	dropped := 0
 	for {
 		if k := e.peek(); k == 0 || k == ']' {
@@ -246,11 +280,12 @@ func (e *jsonEncoder) array(at, depth int) {
 			e.stack = e.stack[:item]
 		}
 	}
-	e.close(at, dropped, false)
+	return e.close(at, dropped, false)
 }
 
-// close ends the container at e.stack[at]: its items, above it, move to the arena.
-func (e *jsonEncoder) close(at, dropped int, isMap bool) {
+// close ends the container at e.stack[at]: its items, above it, move to the arena. It
+// returns their number.
+func (e *jsonEncoder) close(at, dropped int, isMap bool) int {
 	items := e.stack[at+1:]
 	if dropped > 0 {
 		e.truncated(waf.ContainerTooLarge, len(items)+dropped)
@@ -262,6 +297,7 @@ func (e *jsonEncoder) close(at, dropped int, isMap bool) {
 	} else {
 		e.stack[at].SetArrayData(e.cfg.Pinner, stored)
 	}
+	return len(stored)
 }
 
 // skipValue consumes the next value, whatever its size.

@@ -67,7 +67,7 @@ func TestAPIDiscovery(t *testing.T) {
 	cfg.APIInterval = time.Hour
 	r := startProcessor(t, cfg)
 	x := httpExchange{method: "POST", path: "/api/orders?expand=items", headers: [][2]string{{"content-type", "application/json"}},
-		body: []byte(`{"sku":"A-1","qty":2,"gift":true}`), metadata: map[string]string{MetadataGateway: "shop/edge", MetadataRoute: "orders"},
+		body: []byte(`{"sku":"A-1","qty":2,"gift":true,"lines":[{"sku":"A-1","qty":2},{"sku":"B-2","qty":2}]}`), metadata: map[string]string{MetadataGateway: "shop/edge", MetadataRoute: "orders"},
 		respHeaders: [][2]string{{"content-type", "application/json"}}}
 	r.envoy.do(t, x)
 	r.envoy.do(t, x) // sampled out: one per hour per gateway, route and method
@@ -92,6 +92,10 @@ func TestAPIDiscovery(t *testing.T) {
 	schema, _ := json.Marshal(e.Request["req.body"])
 	if !strings.Contains(string(schema), "qty") || strings.Contains(string(schema), "A-1") {
 		t.Fatalf("body schema should have keys and types, not values: %s", schema)
+	}
+	// A sampled body reaches the WAF whole, repeated values included: one shape for all lines.
+	if !strings.Contains(string(schema), `"lines":[[[{"qty":[4],"sku":[8]}]],{"len":2}]`) {
+		t.Fatalf("body schema of the lines: %s", schema)
 	}
 }
 

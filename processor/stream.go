@@ -327,8 +327,12 @@ func (s *stream) evaluateResponseBody() *extprocv3.ProcessingResponse {
 	return s.run(map[string]any{addrResponseBody: body}, "response_body")
 }
 
-// keepRepeats tells the JSON encoder whether the configuration reads bodies by key path.
+// keepRepeats tells the JSON encoder to give the WAF every repeated value: API discovery
+// samples this request, or the configuration reads bodies by key path.
 func (s *stream) keepRepeats() bool {
+	if s.sampled {
+		return true
+	}
 	e := s.p.engine.Load()
 	return e != nil && e.bodyKeyPaths.Load()
 }
