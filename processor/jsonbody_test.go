@@ -47,9 +47,9 @@ func TestJSONBodyEncoding(t *testing.T) {
 		{`{"a":"abcdefgh"}`, `map[a:abcde]`, waf.StringTooLong},
 		{`[1,2,3,4,5]`, `[1 2 3]`, waf.ContainerTooLarge},
 		{`{"a":{"b":{"c":{"d":1}}}}`, `map[a:map[b:map[c:<nil>]]]`, waf.ObjectTooDeep},
-		{`{"a":"x","b":"x","c":["x","y"]}`, `map[a:x b:<nil> c:[y]]`, 0}, // repeats dropped, keys kept
+		{`{"a":"x","b":"x","c":["x","y"]}`, `map[a:x b:<nil> c:[y]]`, 0},                                 // repeats dropped, keys kept
 		{`[{"q":1,"n":true},{"q":1,"n":true,"m":1},{"q":1}]`, `[map[n:true q:1] map[m:<nil>] map[]]`, 0}, // and a member with nothing new
-		{`{"a":"sql","b":[1,2`, `map[a:sql b:[1 2]]`, 0},                 // truncated document
+		{`{"a":"sql","b":[1,2`, `map[a:sql b:[1 2]]`, 0},                                                 // truncated document
 		{`{"a":1.5e3,"b":123456789012345678901234567890}`, `map[a:1500 b:1.2345678901234568e+29]`, 0},
 		{`{"a":1e999}`, `map[a:1e999]`, 0},                      // too large for a float: kept as text
 		{`{"a":"x","a":"<s>"}`, `map[a:<s>]`, 0},                // a repeated name does not end the inspection
