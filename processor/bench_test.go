@@ -78,7 +78,7 @@ func BenchmarkWAF(b *testing.B) {
 			b.Run(bc.name+"/"+enc, func(b *testing.B) {
 				b.ReportAllocs()
 				for b.Loop() {
-					ctx, err := e.acquire(time.Second)
+					ctx, _, err := e.acquire(time.Second)
 					if err != nil {
 						b.Fatal(err)
 					}

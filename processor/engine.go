@@ -78,14 +78,19 @@ type RulesInfo struct {
 type engine struct {
 	mu      sync.Mutex // guards builder, which libddwaf does not make thread safe
 	builder *waf.Builder
-	handle  atomic.Pointer[waf.Handle]
+	handle  atomic.Pointer[wafHandle]
 	info    atomic.Pointer[RulesInfo]
 	policy  map[string]any // the fragment in force, to restore after a rejected update
 
-	// bodyKeyPaths: a rule, exclusion or processor of the rules file or the policy reads a
-	// body by key path, so the JSON encoder must keep repeated values (jsonbody.go).
-	bodyKeyPaths  atomic.Bool
-	rulesKeyPaths bool // of the rules file alone
+	rulesKeyPaths bool // the rules file reads a body by key path
+}
+
+// wafHandle is a built handle and what its configuration asks of the body encoding.
+type wafHandle struct {
+	*waf.Handle
+	// bodyKeyPaths: a rule, exclusion or processor reads a body by key path, so the JSON
+	// encoder must keep repeated values (jsonbody.go).
+	bodyKeyPaths bool
 }
 
 func newEngine(rulesFile string) (*engine, error) {
@@ -108,7 +113,6 @@ func newEngine(rulesFile string) (*engine, error) {
 		if err == nil {
 			diag, err = b.AddOrUpdateConfig(pathRules, rules)
 			e.rulesKeyPaths = readsBodyByKeyPath(rules)
-			e.bodyKeyPaths.Store(e.rulesKeyPaths)
 		}
 	}
 	if err == nil {
@@ -132,7 +136,7 @@ func newEngine(rulesFile string) (*engine, error) {
 			return nil, fmt.Errorf("ruleset %s: %w", path, err)
 		}
 	}
-	if err := e.build(&info); err != nil {
+	if err := e.build(&info, e.rulesKeyPaths); err != nil {
 		b.Close()
 		return nil, err
 	}
@@ -152,7 +156,7 @@ func readJSONFile(path string) (map[string]any, error) {
 }
 
 // build makes a new handle from the builder and publishes it. Callers hold mu or are the constructor.
-func (e *engine) build(info *RulesInfo) error {
+func (e *engine) build(info *RulesInfo, bodyKeyPaths bool) error {
 	h := e.builder.Build()
 	if h == nil {
 		return errors.New("libddwaf could not build a WAF handle from the configuration")
@@ -160,7 +164,7 @@ func (e *engine) build(info *RulesInfo) error {
 	info.Addresses = sorted(h.Addresses())
 	info.Actions = sorted(h.Actions())
 	e.info.Store(info)
-	if old := e.handle.Swap(h); old != nil {
+	if old := e.handle.Swap(&wafHandle{Handle: h, bodyKeyPaths: bodyKeyPaths}); old != nil {
 		old.Close()
 	}
 	return nil
@@ -175,20 +179,20 @@ func sorted(s []string) []string {
 // budget covers the whole request and not each run.
 const timerKey timer.Key = "waf"
 
-// acquire opens a WAF context on the current handle with the request's time budget.
-// NewContext fails if a rebuild released that handle in between; then it retries on the new one.
-func (e *engine) acquire(budget time.Duration) (*waf.Context, error) {
+// acquire opens a WAF context on the current handle with the request's time budget, and
+// reports whether that handle's configuration reads bodies by key path. NewContext fails if
+// a rebuild released the handle in between; then it retries on the new one.
+func (e *engine) acquire(budget time.Duration) (ctx *waf.Context, bodyKeyPaths bool, err error) {
 	for range 3 {
 		h := e.handle.Load()
 		if h == nil {
-			return nil, errors.New("no WAF handle")
+			return nil, false, errors.New("no WAF handle")
 		}
-		ctx, err := h.NewContext(timer.WithBudget(budget), timer.WithComponents(timerKey))
-		if err == nil {
-			return ctx, nil
+		if ctx, err := h.NewContext(timer.WithBudget(budget), timer.WithComponents(timerKey)); err == nil {
+			return ctx, h.bodyKeyPaths, nil
 		}
 	}
-	return nil, errors.New("could not open a WAF context")
+	return nil, false, errors.New("could not open a WAF context")
 }
 
 // applyPolicy replaces the policy fragment and rebuilds. A fragment libddwaf rejects
@@ -202,12 +206,11 @@ func (e *engine) applyPolicy(source string, fragment map[string]any) error {
 	}
 	info := *e.info.Load()
 	info.PolicyFile, info.PolicyError = source, ""
-	if err := e.build(&info); err != nil {
+	if err := e.build(&info, e.rulesKeyPaths || readsBodyByKeyPath(fragment)); err != nil {
 		e.restorePolicy()
 		return err
 	}
 	e.policy = fragment
-	e.bodyKeyPaths.Store(e.rulesKeyPaths || readsBodyByKeyPath(fragment))
 	return nil
 }
 

@@ -34,7 +34,7 @@ func FuzzRequestMapping(f *testing.F) {
 		if parsed.value != nil {
 			addrs[addrBody] = parsed.value
 		}
-		ctx, err := e.acquire(DefaultWAFTimeout * 10)
+		ctx, _, err := e.acquire(DefaultWAFTimeout * 10)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -16,7 +16,7 @@ import (
 // broken, still yields everything read before the cut.
 type jsonBody struct {
 	doc []byte
-	// keepRepeats gives the WAF every occurrence of a repeated string; it must when a rule
+	// keepRepeats gives the WAF every occurrence of a repeated value; it must when a rule
 	// or an exclusion reads the body by key path (see value).
 	keepRepeats bool
 }

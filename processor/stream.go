@@ -50,11 +50,12 @@ type stream struct {
 	settings streamSettings
 	start    time.Time
 
-	wafCtx   *waf.Context
-	wafTime  time.Duration
-	timedOut bool
-	sampled  bool
-	derived  map[string]any
+	wafCtx       *waf.Context
+	bodyKeyPaths bool // the context's configuration reads bodies by key path
+	wafTime      time.Duration
+	timedOut     bool
+	sampled      bool
+	derived      map[string]any
 
 	observing bool // Envoy runs the filter in observability mode: it ignores answers, nothing can block
 
@@ -252,6 +253,9 @@ func (s *stream) evaluateRequestBody() *extprocv3.ProcessingResponse {
 	if s.reqBody.truncated {
 		s.p.metrics.truncations.WithLabelValues("body_limit").Inc()
 	}
+	if !s.openContext() { // before parsing: its configuration decides keepRepeats
+		return nil
+	}
 	contentType := ""
 	if s.req != nil {
 		contentType = s.req.contentType
@@ -320,6 +324,9 @@ func (s *stream) evaluateResponseBody() *extprocv3.ProcessingResponse {
 		return nil
 	}
 	s.respBody.evaluated = true
+	if !s.openContext() {
+		return nil
+	}
 	body := jsonBody{doc: s.respBody.data, keepRepeats: s.keepRepeats()}
 	if !body.valid() {
 		return nil
@@ -328,35 +335,35 @@ func (s *stream) evaluateResponseBody() *extprocv3.ProcessingResponse {
 }
 
 // keepRepeats tells the JSON encoder to give the WAF every repeated value: API discovery
-// samples this request, or the configuration reads bodies by key path.
-func (s *stream) keepRepeats() bool {
-	if s.sampled {
+// samples this request, or the configuration of its WAF context reads bodies by key path.
+func (s *stream) keepRepeats() bool { return s.sampled || s.bodyKeyPaths }
+
+// openContext opens the stream's WAF context on the first run, and reports whether there is one.
+func (s *stream) openContext() bool {
+	if s.wafCtx != nil {
 		return true
 	}
 	e := s.p.engine.Load()
-	return e != nil && e.bodyKeyPaths.Load()
+	if e == nil {
+		s.p.metrics.errors.WithLabelValues("not_ready").Inc()
+		return false
+	}
+	ctx, keyPaths, err := e.acquire(s.p.cfg.WAFTimeout)
+	if err != nil {
+		s.p.metrics.errors.WithLabelValues("waf_context").Inc()
+		s.p.log.Error("WAF context", "error", err)
+		return false
+	}
+	s.p.openContexts.Add(1)
+	s.wafCtx, s.bodyKeyPaths = ctx, keyPaths
+	return true
 }
 
 // run evaluates addresses and returns the immediate response when the request must be
 // blocked or redirected. Errors and timeouts let the request through and are counted.
 func (s *stream) run(addrs map[string]any, phase string) *extprocv3.ProcessingResponse {
-	if len(addrs) == 0 {
+	if len(addrs) == 0 || !s.openContext() {
 		return nil
-	}
-	if s.wafCtx == nil {
-		e := s.p.engine.Load()
-		if e == nil {
-			s.p.metrics.errors.WithLabelValues("not_ready").Inc()
-			return nil
-		}
-		ctx, err := e.acquire(s.p.cfg.WAFTimeout)
-		if err != nil {
-			s.p.metrics.errors.WithLabelValues("waf_context").Inc()
-			s.p.log.Error("WAF context", "error", err)
-			return nil
-		}
-		s.p.openContexts.Add(1)
-		s.wafCtx = ctx
 	}
 	res, err := s.wafCtx.Run(waf.RunAddressData{Persistent: addrs, TimerKey: timerKey})
 	for _, d := range res.TimerStats {
