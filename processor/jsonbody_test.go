@@ -13,7 +13,7 @@ import (
 
 // encodeForTest runs the JSON encoder through libddwaf's own encoder entry point and decodes
 // the result back to Go values.
-func encodeForTest(t *testing.T, body string, limits waf.EncoderConfig) (any, map[waf.TruncationReason][]int) {
+func encodeForTest(t *testing.T, body jsonBody, limits waf.EncoderConfig) (any, map[waf.TruncationReason][]int) {
 	t.Helper()
 	var pinner runtime.Pinner
 	defer pinner.Unpin()
@@ -22,12 +22,12 @@ func encodeForTest(t *testing.T, body string, limits waf.EncoderConfig) (any, ma
 	limits.Timer = tm
 	var obj waf.WAFObject
 	obj.SetMapKey(&pinner, "server.request.body") // as libddwaf's encoder calls it: a map item
-	trunc, err := (jsonBody{doc: []byte(body)}).Encode(limits, &obj, limits.MaxObjectDepth)
+	trunc, err := body.Encode(limits, &obj, limits.MaxObjectDepth)
 	if err != nil {
-		t.Fatalf("Encode(%q): %v", body, err)
+		t.Fatalf("Encode(%q): %v", body.doc, err)
 	}
 	if obj.MapKey() != "server.request.body" {
-		t.Fatalf("Encode(%q) lost the key of the item it fills: %q", body, obj.MapKey())
+		t.Fatalf("Encode(%q) lost the key of the item it fills: %q", body.doc, obj.MapKey())
 	}
 	collectGarbage() // what the WAF reads must be pinned, not merely still reachable
 	v, err := waf.DecodeObject(&obj)
@@ -55,13 +55,18 @@ func TestJSONBodyEncoding(t *testing.T) {
 		{`{"a":"x","a":"<s>"}`, `map[a:<s>]`, 0},                // a repeated name does not end the inspection
 		{"[\"\xff<\",\"\\u00e9\\n\"]", "[\ufffd< \u00e9\n]", 0}, // invalid UTF-8 replaced, escapes decoded
 	} {
-		got, trunc := encodeForTest(t, tc.body, limits)
+		got, trunc := encodeForTest(t, jsonBody{doc: []byte(tc.body)}, limits)
 		if s := fmtValue(got); s != tc.want {
 			t.Errorf("%s: got %s, want %s", tc.body, s, tc.want)
 		}
 		if tc.trunc != 0 && len(trunc[tc.trunc]) == 0 {
 			t.Errorf("%s: truncation %v not reported (%v)", tc.body, tc.trunc, trunc)
 		}
+	}
+	// Where the configuration reads bodies by key path, every repeat stays.
+	doc := jsonBody{doc: []byte(`[{"a":"x","b":"x"},{"a":"x"},"x"]`), keepRepeats: true}
+	if got, _ := encodeForTest(t, doc, limits); fmtValue(got) != `[map[a:x b:x] map[a:x] x]` {
+		t.Errorf("keepRepeats: got %s", fmtValue(got))
 	}
 	if (jsonBody{doc: []byte("hello")}).valid() || !(jsonBody{doc: []byte(" \n{")}).valid() {
 		t.Error("valid() misjudges JSON starts")
