@@ -47,9 +47,10 @@ func (a *wafArena) Pin(v any) {
 
 func (a *wafArena) Unpin() { a.pinner.Unpin() }
 
+// owns looks at the newest blocks first: setters pin what was just stored.
 func (a *wafArena) owns(p uintptr) bool {
-	for _, b := range a.blocks {
-		if p >= b[0] && p < b[1] {
+	for i := len(a.blocks) - 1; i >= 0; i-- {
+		if b := a.blocks[i]; p >= b[0] && p < b[1] {
 			return true
 		}
 	}
