@@ -67,10 +67,9 @@ func startKube(t testing.TB) *kubeInstance {
 		t.Fatal(err)
 	}
 	in.gc = gc
-	xdsAddr := "127.0.0.1:" + freePort(t)
-	procPort := freePort(t)
+	ports := kubetest.FreePorts(t, 3)
+	xdsAddr, procPort, admin := "127.0.0.1:"+ports[0], ports[1], "127.0.0.1:"+ports[2]
 	in.proc = "127.0.0.1:" + procPort
-	admin := "127.0.0.1:" + freePort(t)
 	cmd := exec.Command(binary, "serve", "--source", "kubernetes", "--kubeconfig", env.Kubeconfig(sa),
 		"--namespace", "wafplane-system", "--xds-address", xdsAddr, "--admin-address", admin,
 		"--host", "127.0.0.1", "--port", procPort, "--health-port", "0", "--log-level", "debug")

@@ -6,17 +6,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/wafplane/wafplane/discovery/kubernetes/kubetest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -68,16 +67,6 @@ type instance struct {
 	conn                  *grpc.ClientConn
 }
 
-func freePort(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-}
-
 // start runs wafplane serve on free loopback ports with the gateways file (or, given none,
 // wafplane alone with its embedded default) and waits until
 // /readyz answers 200. The process is stopped with SIGTERM at cleanup and must exit 0.
@@ -90,27 +79,27 @@ func start(t *testing.T, gatewaysYAML string) *instance {
 	} else {
 		in.write(t, gatewaysYAML)
 	}
-	in.xds = "127.0.0.1:" + freePort(t)
-	procPort, healthPort := freePort(t), freePort(t)
-	in.processor = "127.0.0.1:" + procPort
-	in.admin = "127.0.0.1:" + freePort(t)
+	ports := kubetest.FreePorts(t, 4)
+	procPort, healthPort := ports[1], ports[2]
+	in.xds, in.processor, in.admin = "127.0.0.1:"+ports[0], "127.0.0.1:"+procPort, "127.0.0.1:"+ports[3]
 	cmd := exec.Command(binary, append(args, "--xds-address", in.xds, "--admin-address", in.admin,
 		"--host", "127.0.0.1", "--port", procPort, "--health-port", healthPort, "--log-level", "debug")...)
 	cmd.Stdout, cmd.Stderr = in.log, in.log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	exited := make(chan struct{}) // closed when the process has ended, with its error in exitErr
+	var exitErr error
+	go func() { exitErr = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		if in.conn != nil {
 			in.conn.Close()
 		}
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("wafplane did not exit cleanly: %v\n%s", err, in.log)
+		case <-exited:
+			if exitErr != nil {
+				t.Errorf("wafplane did not exit cleanly: %v\n%s", exitErr, in.log)
 			}
 		case <-time.After(15 * time.Second):
 			_ = cmd.Process.Kill()
@@ -123,8 +112,8 @@ func start(t *testing.T, gatewaysYAML string) *instance {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		select {
-		case err := <-exited:
-			t.Fatalf("wafplane exited: %v\n%s", err, in.log)
+		case <-exited:
+			t.Fatalf("wafplane exited: %v\n%s", exitErr, in.log)
 		default:
 		}
 		if resp, err := http.Get("http://" + in.admin + "/readyz"); err == nil {

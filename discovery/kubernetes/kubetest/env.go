@@ -70,13 +70,21 @@ func APIServerBinary() string {
 	return filepath.Join(cache, "wafplane", "kube-apiserver-"+KubeVersion)
 }
 
-func freePort(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// FreePorts returns n loopback TCP ports that were free a moment ago. They are held open
+// together while chosen: ports chosen one after the other, each closed before the next,
+// can repeat.
+func FreePorts(t testing.TB, n int) []string {
+	t.Helper()
+	ports := make([]string, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports[i] = strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	return ports
 }
 
 // Start runs etcd and kube-apiserver for the test and installs the Gateway API CRDs.
@@ -92,7 +100,8 @@ func Start(t testing.TB) *Env {
 		t.Fatal("no etcd on PATH: run hack/kube-test-env.sh first (make test does)")
 	}
 	e := &Env{t: t, dir: t.TempDir()}
-	clientPort, peerPort := freePort(t), freePort(t)
+	ports := FreePorts(t, 3)
+	clientPort, peerPort := ports[0], ports[1]
 	e.etcdURL = "http://127.0.0.1:" + clientPort
 	ec := exec.Command(etcd, "--data-dir", filepath.Join(e.dir, "etcd"),
 		"--listen-client-urls", e.etcdURL, "--advertise-client-urls", e.etcdURL,
@@ -104,7 +113,7 @@ func Start(t testing.TB) *Env {
 	}
 	t.Cleanup(func() { _ = ec.Process.Kill(); _ = ec.Wait() })
 	e.writeKeys()
-	e.port = freePort(t)
+	e.port = ports[2]
 	e.Admin = &rest.Config{Host: "https://127.0.0.1:" + e.port, BearerToken: adminToken,
 		TLSClientConfig: rest.TLSClientConfig{Insecure: true}, QPS: 1000, Burst: 2000}
 	e.StartAPIServer()
