@@ -91,14 +91,24 @@ func TestUnixSocket(t *testing.T) {
 }
 
 func TestHealthServerAndGracefulShutdown(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// Both ports chosen while both are held, so that the gRPC listener cannot take the
+	// health port, as it could if it listened on :0 after the health port was closed.
+	var addrs []string
+	var held []net.Listener
+	for range 2 {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, lis)
+		addrs = append(addrs, lis.Addr().String())
 	}
-	healthAddr := lis.Addr().String()
-	lis.Close()
+	for _, lis := range held {
+		lis.Close()
+	}
+	healthAddr := addrs[1]
 	cfg := testConfig()
-	cfg.HealthAddress = healthAddr
+	cfg.Address, cfg.HealthAddress = addrs[0], healthAddr
 	cfg.ShutdownTimeout = 2 * time.Second
 	p, err := New(cfg, nil, nil)
 	if err != nil {
