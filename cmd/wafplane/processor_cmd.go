@@ -132,8 +132,7 @@ func newProcessorCommand(logs *logOptions) *cobra.Command {
 }
 
 func runProcessor(ctx context.Context, cfg processor.Config, adminAddress string, log *slog.Logger) error {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRegistry()
 	p, err := processor.New(cfg, log.With("component", "processor"), reg)
 	if err != nil {
 		return err
@@ -141,15 +140,28 @@ func runProcessor(ctx context.Context, cfg processor.Config, adminAddress string
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return p.Start(ctx) })
 	if adminAddress != "" {
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		mux.Handle("/events", p.EventsHandler())
-		mux.Handle("/rules", p.RulesHandler())
-		mux.Handle("/api-catalog", p.APICatalogHandler())
-		mux.Handle("/healthz", p.HealthHandler())
+		mux := processorAdminMux(reg, p)
 		g.Go(func() error { return serveAdmin(ctx, adminAddress, mux, log) })
 	}
 	return g.Wait()
+}
+
+// newRegistry is the metrics registry of a command, with the Go runtime's and the process's.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// processorAdminMux is the admin endpoint of `processor`; `serve` adds the rest to it.
+func processorAdminMux(reg *prometheus.Registry, p *processor.Processor) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /events", p.EventsHandler())
+	mux.Handle("GET /rules", p.RulesHandler())
+	mux.Handle("GET /api-catalog", p.APICatalogHandler())
+	mux.Handle("GET /healthz", p.HealthHandler())
+	return mux
 }
 
 func serveAdmin(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {

@@ -1,11 +1,20 @@
 package main
 
 import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/wafplane/wafplane/processor"
 )
 
 func parseProcessorFlags(t *testing.T, args ...string) (*processorFlags, *envFlags) {
@@ -95,5 +104,54 @@ func TestBadValuesNameTheirSource(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v should name %s", err, want)
 		}
+	}
+}
+
+// `wafplane processor --admin-address` serves what the README lists: /metrics, /events,
+// /rules, /api-catalog and /healthz, which answers 200 once the ruleset is loaded.
+func TestProcessorAdminEndpoint(t *testing.T) {
+	dir, err := os.MkdirTemp("", "wafplane") // short: Unix socket paths are limited
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := lis.Addr().String()
+	lis.Close()
+	cfg := processor.NewConfig()
+	cfg.Address, cfg.UnixSocket, cfg.HealthAddress = "", filepath.Join(dir, "ext_proc.sock"), ""
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runProcessor(ctx, cfg, admin, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + admin + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if code, _ := get("/healthz"); code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("/healthz not 200 within 30s")
+		}
+	}
+	for path, want := range map[string]string{
+		"/metrics": "wafplane_processor_", "/events": "[", "/rules": `"rules_loaded"`, "/api-catalog": `"endpoints"`,
+	} {
+		if code, body := get(path); code != http.StatusOK || !strings.Contains(body, want) {
+			t.Errorf("GET %s: %d, want 200 with %q:\n%.300s", path, code, want, body)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("runProcessor: %v", err)
 	}
 }

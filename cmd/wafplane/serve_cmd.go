@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
@@ -92,8 +90,7 @@ func (f *serveFlags) run(ctx context.Context, log *slog.Logger) error {
 	if err := opts.Validate(); err != nil {
 		return fmt.Errorf("--processor-address: %w", err)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRegistry()
 	proc, err := processor.New(cfg, log.With("component", "processor"), reg)
 	if err != nil {
 		return err
@@ -122,15 +119,10 @@ func (f *serveFlags) run(ctx context.Context, log *slog.Logger) error {
 
 // adminMux is the admin endpoint of `serve`: every component's view, read-only.
 func adminMux(reg *prometheus.Registry, p *processor.Processor, xs *xds.Server) *http.ServeMux {
-	mux := http.NewServeMux()
+	mux := processorAdminMux(reg, p)
 	mux.Handle("GET /nodes", xs.NodesHandler())
 	mux.Handle("GET /snapshots", xs.SnapshotsHandler())
 	mux.Handle("GET /snapshots/{namespace}/{name}", xs.SnapshotHandler())
-	mux.Handle("GET /events", p.EventsHandler())
-	mux.Handle("GET /rules", p.RulesHandler())
-	mux.Handle("GET /api-catalog", p.APICatalogHandler())
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.Handle("GET /healthz", p.HealthHandler())
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case !p.Ready():
