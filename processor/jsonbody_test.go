@@ -102,16 +102,20 @@ func FuzzJSONBody(f *testing.F) {
 		defer pinner.Unpin()
 		cfg := unlimited
 		cfg.Pinner = &pinner
+		var want any
+		accepted := json.Unmarshal(doc, &want) == nil && jsonDepth(want) <= cfg.MaxObjectDepth
 		var obj waf.WAFObject
 		if _, err := (jsonBody{doc: doc}).Encode(cfg, &obj, cfg.MaxObjectDepth); err != nil {
+			if accepted {
+				t.Fatalf("%q: encoding/json reads it, the encoder refuses it: %v", doc, err)
+			}
 			return
 		}
 		got := map[string]bool{}
 		if err := wafLeaves(&obj, got); err != nil {
 			t.Fatalf("%q encodes to an object libddwaf's decoder refuses: %v", doc, err)
 		}
-		var want any
-		if json.Unmarshal(doc, &want) != nil || jsonDepth(want) > cfg.MaxObjectDepth {
+		if !accepted {
 			return
 		}
 		for leaf := range leaves(want) {
