@@ -19,12 +19,13 @@ import (
 // (override_message_timeout); never below the configured timeout.
 const maxMessageTimeout = 2 * time.Second
 
-// extProcConfig is the filter configuration served over ECDS: headers are sent, bodies are
-// asked for by the processor itself through mode_override, the client address travels as
-// the source.address attribute, and the gateway's settings as initial metadata.
-func extProcConfig(gatewayKey string, p discovery.Effective, processorCluster string) *corev3.TypedExtensionConfig {
-	maxTimeout := max(p.MessageTimeout, maxMessageTimeout)
-	cfg := &extprocfilterv3.ExternalProcessor{
+// ExternalProcessor is the ext_proc filter configuration of a gateway, built here only:
+// the control plane serves it over ECDS and the injector writes it into EnvoyFilters (and
+// maps it onto EnvoyExtensionPolicies). Headers are sent, bodies are asked for by the
+// processor itself through mode_override, the client address travels as the
+// source.address attribute, and the gateway's settings as initial metadata.
+func ExternalProcessor(gatewayKey string, p discovery.Effective, processorCluster string) *extprocfilterv3.ExternalProcessor {
+	return &extprocfilterv3.ExternalProcessor{
 		GrpcService: &corev3.GrpcService{
 			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: processorCluster}},
 			InitialMetadata: append([]*corev3.HeaderValue{{Key: MetadataGateway, Value: gatewayKey}}, protectionMetadata(p)...),
@@ -40,16 +41,20 @@ func extProcConfig(gatewayKey string, p discovery.Effective, processorCluster st
 		},
 		AllowModeOverride: true,
 		MessageTimeout:    durationpb.New(p.MessageTimeout),
-		MaxMessageTimeout: durationpb.New(maxTimeout),
+		MaxMessageTimeout: durationpb.New(max(p.MessageTimeout, maxMessageTimeout)),
 		RequestAttributes: []string{"source.address"},
 		// The processor only answers with immediate responses; it never needs to touch
 		// pseudo-headers or host, and a disallowed mutation is ignored, not an error.
 		MutationRules: &mutationv3.HeaderMutationRules{DisallowSystem: wrapperspb.Bool(true)},
 		StatPrefix:    "wafplane",
 	}
-	// Envoy subscribes to ECDS by the filter's name, and looks up per-route configuration
-	// by it too: the three names are one. Snapshots are per gateway, so it is unique.
-	return &corev3.TypedExtensionConfig{Name: ExtProcFilterName, TypedConfig: mustAny(cfg)}
+}
+
+// extProcConfig is the filter configuration served over ECDS. Envoy subscribes to ECDS by
+// the filter's name, and looks up per-route configuration by it too: the three names are
+// one. Snapshots are per gateway, so it is unique.
+func extProcConfig(gatewayKey string, p discovery.Effective, processorCluster string) *corev3.TypedExtensionConfig {
+	return &corev3.TypedExtensionConfig{Name: ExtProcFilterName, TypedConfig: mustAny(ExternalProcessor(gatewayKey, p, processorCluster))}
 }
 
 // protectionMetadata is the part of the stream contract that a route may override.
