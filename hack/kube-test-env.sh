@@ -3,7 +3,9 @@
 #   - etcd, from Debian's etcd-server package when no etcd is on PATH;
 #   - kube-apiserver $KUBE_VERSION, built from the Go module proxy (k8s.io/kubernetes with
 #     every staging module replaced by its published v0.x version), cached under
-#     ${XDG_CACHE_HOME:-~/.cache}/wafplane/.
+#     ${XDG_CACHE_HOME:-~/.cache}/wafplane/;
+#   - the Istio and Envoy Gateway modules whose CRDs the injector tests install, in the Go
+#     module cache.
 # The tests find the binary at that path (discovery/kubernetes/envtest_test.go).
 set -euo pipefail
 
@@ -20,6 +22,11 @@ if ! command -v etcd >/dev/null 2>&1; then
 	$SUDO apt-get update -qq >&2
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq etcd-server >&2
 fi
+
+# CRDs of the proxies the injector protects, pinned as in discovery/kubernetes/kubetest.
+for mod in istio.io/api@v1.32.0 github.com/envoyproxy/gateway@v1.9.1; do
+	"$GO" mod download "$mod" >&2
+done
 
 if [ ! -x "$BIN" ]; then
 	echo "kube-test-env: building kube-apiserver $KUBE_VERSION (a few minutes, once)" >&2

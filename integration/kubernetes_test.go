@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -52,54 +53,79 @@ type kubeInstance struct {
 
 func startKube(t testing.TB) *kubeInstance {
 	t.Helper()
+	env, kubeconfig := kubeEnv(t)
+	w := runWafplane(t, kubeconfig)
+	in := &kubeInstance{env: env, kc: env.Clientset(), log: w.log, proc: w.proc, pid: w.cmd.Process.Pid}
+	gc, err := gwclient.NewForConfig(env.Admin)
+	must(t, err)
+	in.gc = gc
+	conn, err := grpc.NewClient(w.xds, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	must(t, err)
+	t.Cleanup(func() { conn.Close() })
+	in.xds = conn
+	return in
+}
+
+// kubeEnv starts a kube-apiserver with deploy/kubernetes applied and returns a kubeconfig
+// with the token of wafplane's ServiceAccount, so that wafplane has exactly its RBAC.
+func kubeEnv(t testing.TB) (*kubetest.Env, string) {
+	t.Helper()
 	env := kubetest.Start(t)
 	for _, f := range []string{"namespace.yaml", "rbac.yaml", "wafplane.yaml", "gatewayclass.yaml"} {
 		raw, err := os.ReadFile(filepath.Join("..", "deploy", "kubernetes", f))
-		if err != nil {
-			t.Fatal(err)
-		}
+		must(t, err)
 		env.Apply(raw)
 	}
-	sa := env.ServiceAccount("wafplane-system", "wafplane")
-	in := &kubeInstance{env: env, kc: env.Clientset(), log: &lockedBuffer{}}
-	gc, err := gwclient.NewForConfig(env.Admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in.gc = gc
+	return env, env.Kubeconfig(env.ServiceAccount("wafplane-system", "wafplane"))
+}
+
+// wafplaneProc is one running `wafplane serve --source=kubernetes`.
+type wafplaneProc struct {
+	cmd              *exec.Cmd
+	log              *lockedBuffer
+	xds, proc, admin string
+	exited           chan struct{}
+}
+
+// runWafplane starts wafplane and waits until it is ready; it is killed at cleanup.
+func runWafplane(t testing.TB, kubeconfig string, args ...string) *wafplaneProc {
+	t.Helper()
 	ports := kubetest.FreePorts(t, 3)
-	xdsAddr, procPort, admin := "127.0.0.1:"+ports[0], ports[1], "127.0.0.1:"+ports[2]
-	in.proc = "127.0.0.1:" + procPort
-	cmd := exec.Command(binary, "serve", "--source", "kubernetes", "--kubeconfig", env.Kubeconfig(sa),
-		"--namespace", "wafplane-system", "--xds-address", xdsAddr, "--admin-address", admin,
-		"--host", "127.0.0.1", "--port", procPort, "--health-port", "0", "--log-level", "debug")
-	cmd.Stdout, cmd.Stderr = in.log, in.log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	in.pid = cmd.Process.Pid
+	w := &wafplaneProc{log: &lockedBuffer{}, xds: "127.0.0.1:" + ports[0], proc: "127.0.0.1:" + ports[1],
+		admin: "127.0.0.1:" + ports[2], exited: make(chan struct{})}
+	w.cmd = exec.Command(binary, append([]string{"serve", "--source", "kubernetes", "--kubeconfig", kubeconfig,
+		"--namespace", "wafplane-system", "--xds-address", w.xds, "--admin-address", w.admin,
+		"--host", "127.0.0.1", "--port", ports[1], "--health-port", "0", "--log-level", "debug"}, args...)...)
+	w.cmd.Stdout, w.cmd.Stderr = w.log, w.log
+	must(t, w.cmd.Start())
+	go func() { _ = w.cmd.Wait(); close(w.exited) }()
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		_ = w.cmd.Process.Kill()
+		<-w.exited
 		if t.Failed() {
-			t.Logf("wafplane log:\n%s", in.log)
+			t.Logf("wafplane %s log:\n%s", w.admin, w.log)
 		}
 	})
 	eventually(t, "wafplane ready", 60*time.Second, func() bool {
-		resp, err := http.Get("http://" + admin + "/readyz")
+		resp, err := http.Get("http://" + w.admin + "/readyz")
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-	conn, err := grpc.NewClient(xdsAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
+	return w
+}
+
+// stop ends wafplane as Kubernetes would (SIGTERM), so that it releases its Lease.
+func (w *wafplaneProc) stop(t testing.TB) {
+	t.Helper()
+	_ = w.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-w.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("wafplane %s did not stop within 20s of SIGTERM", w.admin)
 	}
-	t.Cleanup(func() { conn.Close() })
-	in.xds = conn
-	return in
 }
 
 func must(t testing.TB, err error) {

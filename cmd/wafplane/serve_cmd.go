@@ -30,6 +30,8 @@ type serveFlags struct {
 	xdsAddress       string
 	processorAddress string
 	kube             kubeFlags
+	inject           injectFlags
+	injectTLSSet     bool // --inject-processor-tls given; else it follows --tls
 }
 
 func newServeCommand(logs *logOptions) *cobra.Command {
@@ -46,11 +48,13 @@ func newServeCommand(logs *logOptions) *cobra.Command {
 	env.String(&f.processorAddress, "processor-address", "", "host:port Envoys dial to reach the processor (default 127.0.0.1:<port>)")
 	f.processor.register(env, "0.0.0.0", 18080, 18081, false)
 	f.kube.register(env)
+	f.inject.register(env)
 	env.String(&f.processor.adminAddress, "admin-address", "127.0.0.1:19000", "admin HTTP address (empty disables)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if len(env.errs) > 0 {
 			return errors.Join(env.errs...)
 		}
+		f.injectTLSSet = cmd.Flags().Changed("inject-processor-tls") || os.Getenv("WAFPLANE_INJECT_PROCESSOR_TLS") != ""
 		log, err := logs.logger(os.Stderr)
 		if err != nil {
 			return err
@@ -98,10 +102,22 @@ func (f *serveFlags) run(ctx context.Context, log *slog.Logger) error {
 	xs := xds.New(log.With("component", "xds"), reg)
 	loop := newTranslateLoop(xs, opts, reg, log.With("component", "translate"))
 	var src discovery.Source = &file.Source{Path: f.gateways, Log: log.With("component", "discovery")}
+	var injections http.Handler = http.HandlerFunc(injectionsOff)
+	if f.inject.enabled && f.source != "kubernetes" {
+		return errors.New("--inject: needs --source=kubernetes")
+	}
 	if f.source == "kubernetes" {
-		if src, err = f.kube.source(f.xdsAddress, log.With("component", "discovery")); err != nil {
+		ks, err := f.kube.source(f.xdsAddress, log.With("component", "discovery"))
+		if err != nil {
 			return err
 		}
+		if ks.Inject, err = f.inject.injector(&f.kube, &f.processor, f.injectTLSSet, reg); err != nil {
+			return err
+		}
+		if ks.Inject != nil {
+			injections = ks.Inject.Handler()
+		}
+		src = ks
 	}
 
 	g, ctx := errgroup.WithContext(ctx)
@@ -112,6 +128,7 @@ func (f *serveFlags) run(ctx context.Context, log *slog.Logger) error {
 	g.Go(func() error { return proc.Start(ctx) })
 	if f.processor.adminAddress != "" {
 		mux := adminMux(reg, proc, xs)
+		mux.Handle("GET /injections", injections)
 		g.Go(func() error { return serveAdmin(ctx, f.processor.adminAddress, mux, log.With("component", "admin")) })
 	}
 	return g.Wait()

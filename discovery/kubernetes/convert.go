@@ -12,6 +12,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -44,6 +45,8 @@ type objects struct {
 	// What provisioning made, to compare with what it should have made.
 	deployments []*appsv1.Deployment
 	configMaps  []*corev1.ConfigMap
+	// Native Istio Gateways, for the injector.
+	istioGateways []*unstructured.Unstructured
 }
 
 // converted is the model and the status every object should have.
@@ -53,6 +56,8 @@ type converted struct {
 	gateways map[types.NamespacedName]*gatewayResult
 	routes   map[types.NamespacedName][]gwapiv1.RouteParentStatus
 	warnings map[string][]string // "Kind/namespace/name" → problems worth a Warning Event
+	// injection is what the injector should write; nil when it is off.
+	injection *injection
 }
 
 type gatewayResult struct {

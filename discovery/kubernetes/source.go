@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -42,6 +43,8 @@ type Source struct {
 	// Provision, when set, makes an Envoy Deployment, Service and bootstrap ConfigMap per
 	// Gateway.
 	Provision *Provisioner
+	// Inject, when set, protects the Gateways Istio and Envoy Gateway run (inject.go).
+	Inject *Injector
 	// Resync is the informers' resync period; 0 disables.
 	Resync time.Duration
 }
@@ -81,13 +84,35 @@ func (s *Source) Run(ctx context.Context, updates chan<- discovery.Update) error
 	}
 	poke := func() { other.Store(true); wake() }
 	l := s.watch(kc, gc, poke, wake)
-	w := &writer{kc: kc, gc: gc, log: s.Log, controller: s.ControllerName, provision: s.Provision}
+	w := &writer{kc: kc, gc: gc, log: s.Log, controller: s.ControllerName, provision: s.Provision, injector: s.Inject}
+	var crds *crdWatch
+	if s.Inject != nil {
+		if err := s.Inject.Validate(); err != nil {
+			return err
+		}
+		if w.dyn, err = dynamic.NewForConfig(s.Config); err != nil {
+			return fmt.Errorf("dynamic client: %w", err)
+		}
+		s.Inject.metrics = newInjectorMetrics(s.Inject.Registerer)
+		s.Inject.log = s.Log.With("part", "injector")
+		crds = newCRDWatch(w.dyn, s.Resync, poke)
+		l.informers = append(l.informers, crds.crds)
+	}
 	if err := w.start(ctx); err != nil {
 		return err
 	}
 	go w.run(ctx)
 	var leader atomic.Bool
-	go s.elect(ctx, kc, &leader, poke)
+	elected := make(chan struct{})
+	go func() { defer close(elected); s.elect(ctx, kc, &leader, poke) }()
+	// On shutdown the leader gives its Lease up (ReleaseOnCancel) before Run returns, so a
+	// standby replica takes over at once instead of after the lease duration.
+	defer func() {
+		select {
+		case <-elected:
+		case <-time.After(5 * time.Second):
+		}
+	}()
 
 	for _, inf := range l.informers {
 		go inf.Run(ctx.Done())
@@ -124,6 +149,10 @@ func (s *Source) Run(ctx context.Context, updates chan<- discovery.Update) error
 		}
 		endpointsOnly := !other.Swap(false)
 		c := convert(o, s.ControllerName, metav1.Now())
+		if crds != nil {
+			c.injection = s.Inject.plan(o, crds.view(ctx))
+			s.Inject.report(c.injection, leader.Load())
+		}
 		select {
 		case updates <- discovery.Update{State: c.state, EndpointsOnly: endpointsOnly}:
 		case <-ctx.Done():

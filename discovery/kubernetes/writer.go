@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -31,9 +32,13 @@ type writer struct {
 	log        *slog.Logger
 	controller string
 	provision  *Provisioner
+	injector   *Injector
+	dyn        dynamic.Interface
 	recorder   record.EventRecorder
 	protected  map[types.NamespacedName]bool // last protection seen, for on/off Events
 	warned     map[string]string             // object → last warning, so Events are not repeated
+	// injectWarned is the same for the injector, per object and reason.
+	injectWarned map[string]string
 
 	// The latest conversion waits here; status writes never hold back the next snapshot.
 	mu      sync.Mutex
@@ -88,6 +93,7 @@ func (w *writer) start(ctx context.Context) error {
 	w.wake = make(chan struct{}, 1)
 	w.protected = map[types.NamespacedName]bool{}
 	w.warned = map[string]string{}
+	w.injectWarned = map[string]string{}
 	go func() { <-ctx.Done(); b.Shutdown() }()
 	return nil
 }
@@ -122,6 +128,9 @@ func (w *writer) reconcile(ctx context.Context, o objects, c converted) {
 			w.recorder.Event(res.obj, corev1.EventTypeNormal, reason, msg)
 			w.protected[k] = res.protected
 		}
+	}
+	if w.injector != nil && c.injection != nil {
+		w.inject(ctx, o, c.injection)
 	}
 	for _, r := range o.routes {
 		parents, ok := c.routes[nn(r)]

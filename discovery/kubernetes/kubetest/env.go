@@ -11,6 +11,7 @@ import (
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"net"
@@ -41,6 +42,15 @@ import (
 
 // KubeVersion is the kube-apiserver the tests run; hack/kube-test-env.sh builds the same.
 const KubeVersion = "v1.36.3"
+
+// Pinned modules whose CRDs the injector tests install; hack/kube-test-env.sh downloads
+// the same versions into the Go module cache.
+const (
+	IstioAPIModule      = "istio.io/api@v1.32.0"
+	EnvoyGatewayModule  = "github.com/envoyproxy/gateway@v1.9.1"
+	istioCRDFile        = "kubernetes/customresourcedefinitions.gen.yaml"
+	envoyGatewayCRDsDir = "charts/gateway-crds-helm/templates/generated"
+)
 
 const adminToken = "wafplane-test-admin"
 
@@ -308,6 +318,82 @@ func (e *Env) Apply(manifest []byte) {
 		if _, err := ri.Create(context.Background(), &obj, metav1.CreateOptions{FieldValidation: "Strict"}); err != nil && !strings.Contains(err.Error(), "already exists") {
 			e.t.Fatalf("create %s %s: %v", gvk.Kind, obj.GetName(), err)
 		}
+	}
+}
+
+// moduleDir is where the Go module cache holds a module@version, downloading it if needed.
+func moduleDir(t testing.TB, modVersion string) string {
+	t.Helper()
+	out, err := exec.Command("go", "mod", "download", "-json", modVersion).Output()
+	if err != nil {
+		t.Fatalf("go mod download %s: %v (hack/kube-test-env.sh downloads it)", modVersion, err)
+	}
+	var m struct{ Dir, Error string }
+	if err := json.Unmarshal(out, &m); err != nil || m.Dir == "" {
+		t.Fatalf("go mod download %s: %v %s", modVersion, err, m.Error)
+	}
+	return m.Dir
+}
+
+// InstallIstioCRDs installs Istio's EnvoyFilter and Gateway CRDs from istio.io/api.
+func (e *Env) InstallIstioCRDs() {
+	e.t.Helper()
+	raw, err := os.ReadFile(filepath.Join(moduleDir(e.t, IstioAPIModule), istioCRDFile))
+	must(e.t, err)
+	var docs []string
+	for _, doc := range strings.Split(string(raw), "\n---\n") {
+		for _, name := range []string{"envoyfilters.networking.istio.io", "gateways.networking.istio.io"} {
+			if strings.Contains(doc, "\n  name: "+name+"\n") {
+				docs = append(docs, doc)
+			}
+		}
+	}
+	if len(docs) != 2 {
+		e.t.Fatalf("%s: found %d of the EnvoyFilter and Gateway CRDs", IstioAPIModule, len(docs))
+	}
+	e.Apply([]byte(strings.Join(docs, "\n---\n")))
+	e.waitServed("networking.istio.io/v1alpha3", "envoyfilters")
+	e.waitServed("networking.istio.io/v1", "gateways")
+}
+
+// InstallEnvoyGatewayCRDs installs Envoy Gateway's EnvoyExtensionPolicy and Backend CRDs.
+func (e *Env) InstallEnvoyGatewayCRDs() {
+	e.t.Helper()
+	dir := filepath.Join(moduleDir(e.t, EnvoyGatewayModule), envoyGatewayCRDsDir)
+	for _, f := range []string{"gateway.envoyproxy.io_envoyextensionpolicies.yaml", "gateway.envoyproxy.io_backends.yaml"} {
+		raw, err := os.ReadFile(filepath.Join(dir, f))
+		must(e.t, err)
+		// The chart wraps each CRD in a Helm condition; the CRD itself is plain YAML.
+		var lines []string
+		for _, l := range strings.Split(string(raw), "\n") {
+			if !strings.HasPrefix(strings.TrimSpace(l), "{{") {
+				lines = append(lines, l)
+			}
+		}
+		e.Apply([]byte(strings.Join(lines, "\n")))
+	}
+	e.waitServed("gateway.envoyproxy.io/v1alpha1", "envoyextensionpolicies")
+	e.waitServed("gateway.envoyproxy.io/v1alpha1", "backends")
+}
+
+func (e *Env) waitServed(groupVersion, resource string) {
+	e.t.Helper()
+	dc, err := discovery.NewDiscoveryClientForConfig(e.Admin)
+	must(e.t, err)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		rl, err := dc.ServerResourcesForGroupVersion(groupVersion)
+		if err == nil {
+			for _, r := range rl.APIResources {
+				if r.Name == resource {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%s %s not served within 30s: %v", groupVersion, resource, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

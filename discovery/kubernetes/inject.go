@@ -1,0 +1,177 @@
+package kubernetes
+
+import (
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/wafplane/wafplane/discovery"
+)
+
+// Controller names of the GatewayClasses whose Gateways the injector protects.
+const (
+	EnvoyGatewayControllerName = "gateway.envoyproxy.io/gatewayclass-controller"
+	IstioControllerName        = "istio.io/gateway-controller"
+)
+
+// Injector protects Gateways that Istio or Envoy Gateway run, by writing the EnvoyFilter or
+// EnvoyExtensionPolicy (and the ReferenceGrant or Backend it needs) that inserts wafplane's
+// ext_proc filter in their Envoys. Only the leader writes.
+type Injector struct {
+	// Proxies are the proxy types to protect (discovery.Proxies); empty with AutoDetect is
+	// every type whose CRDs are installed, detected while running.
+	Proxies    []string
+	AutoDetect bool
+	// IstioGatewayNamespace is where EnvoyFilters for native Istio Gateways go: the
+	// namespace of the gateway pods their selectors pick (istio-system by default).
+	IstioGatewayNamespace string
+	// ProcessorService and ProcessorNamespace name the processor's Service; when
+	// CheckProcessor is set, a missing Service or one without ready endpoints is reported.
+	ProcessorService, ProcessorNamespace string
+	CheckProcessor                       bool
+	// Render returns the objects that protect a gateway (snapshot.Inject); targetRefs says
+	// whether the installed EnvoyFilter CRD has spec.targetRefs.
+	Render func(g discovery.ForeignGateway, targetRefs bool) ([]map[string]any, error)
+	// Registerer takes the injector's metrics; nil for none.
+	Registerer prometheus.Registerer
+
+	status   *injectionStatus
+	metrics  *injectorMetrics
+	log      *slog.Logger
+	problems map[string]string // last logged, so a problem is logged when it changes
+}
+
+// Validate checks the settings.
+func (in *Injector) Validate() error {
+	for _, p := range in.Proxies {
+		if !contains(discovery.Proxies, p) {
+			return fmt.Errorf("inject proxies: %q is not one of %s", p, strings.Join(discovery.Proxies, ", "))
+		}
+	}
+	if len(in.Proxies) == 0 && !in.AutoDetect {
+		return fmt.Errorf("inject proxies: none named and auto-detection off: nothing to inject")
+	}
+	if in.ProcessorService == "" || in.ProcessorNamespace == "" || in.Render == nil {
+		return fmt.Errorf("injector: processor service, namespace and Render are required")
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// foreignGateway is a gateway to protect and the objects that asked for it, which get
+// its Events.
+type foreignGateway struct {
+	model   discovery.ForeignGateway
+	sources []runtime.Object
+}
+
+// foreignGateways finds the gateways of the enabled proxy types that are not opted out.
+// It is pure, like convert.
+func (in *Injector) foreignGateways(o objects, enabled map[string]bool) []foreignGateway {
+	ix := newIndex(o)
+	classes := map[string]string{} // class name → proxy type
+	for _, gc := range o.classes {
+		switch string(gc.Spec.ControllerName) {
+		case EnvoyGatewayControllerName:
+			classes[gc.Name] = discovery.ProxyEnvoyGateway
+		case IstioControllerName:
+			classes[gc.Name] = discovery.ProxyIstio
+		}
+	}
+	classByName := map[string]*gwapiv1.GatewayClass{}
+	for _, gc := range o.classes {
+		classByName[gc.Name] = gc
+	}
+	var out []foreignGateway
+	for _, g := range o.gateways {
+		proxy := classes[string(g.Spec.GatewayClassName)]
+		if proxy == "" || !enabled[proxy] {
+			continue
+		}
+		if optedOut(g, classByName[string(g.Spec.GatewayClassName)]) {
+			continue
+		}
+		out = append(out, foreignGateway{
+			model: discovery.ForeignGateway{Proxy: proxy, Namespace: g.Namespace, Name: g.Name,
+				Sources: []string{key(g)}, Protection: ix.protection(g, "Gateway")},
+			sources: []runtime.Object{g},
+		})
+	}
+	if enabled[discovery.ProxyIstioGateway] {
+		out = append(out, in.istioGatewayGroups(o.istioGateways, ix)...)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].model.Key() < out[j].model.Key() })
+	return out
+}
+
+// istioGatewayGroups groups native Istio Gateways by selector: Gateways that select the
+// same pods share one EnvoyFilter, so that their Envoys run the WAF once per request. The
+// group's protection is the strictest its members ask for; one opted-out member does not
+// unprotect the others' pods, all of them do.
+func (in *Injector) istioGatewayGroups(gateways []*unstructured.Unstructured, ix *index) []foreignGateway {
+	groups := map[string]*foreignGateway{}
+	var order []string
+	for _, g := range gateways {
+		if optedOut(g) {
+			continue
+		}
+		sel, _, _ := unstructured.NestedStringMap(g.Object, "spec", "selector")
+		name := discovery.SelectorName(sel)
+		fg := groups[name]
+		if fg == nil {
+			fg = &foreignGateway{model: discovery.ForeignGateway{Proxy: discovery.ProxyIstioGateway,
+				Namespace: in.istioGatewayNamespace(), Name: name, Selector: sel}}
+			groups[name] = fg
+			order = append(order, name)
+		}
+		fg.model.Sources = append(fg.model.Sources, key(g))
+		fg.sources = append(fg.sources, g)
+		fg.model.Protection = stricter(fg.model.Protection, ix.protection(g, "Gateway"), len(fg.sources) == 1)
+	}
+	out := make([]foreignGateway, 0, len(order))
+	for _, name := range order {
+		sort.Strings(groups[name].model.Sources)
+		out = append(out, *groups[name])
+	}
+	return out
+}
+
+func (in *Injector) istioGatewayNamespace() string {
+	if in.IstioGatewayNamespace == "" {
+		return "istio-system"
+	}
+	return in.IstioGatewayNamespace
+}
+
+// stricter merges the protection of a group member: block beats monitor beats off,
+// fail-closed beats fail-open, the larger body limit wins.
+func stricter(a, b discovery.Protection, first bool) discovery.Protection {
+	if first {
+		return b
+	}
+	rank := map[string]int{discovery.ModeOff: 0, discovery.ModeMonitor: 1, "": 2, discovery.ModeBlock: 2}
+	if rank[b.Mode] > rank[a.Mode] {
+		a.Mode = b.Mode
+	}
+	if b.FailOpen != nil && !*b.FailOpen || a.FailOpen == nil {
+		a.FailOpen = b.FailOpen
+	}
+	if b.RequestBodyLimit != nil && (a.RequestBodyLimit == nil || *b.RequestBodyLimit > *a.RequestBodyLimit) {
+		a.RequestBodyLimit = b.RequestBodyLimit
+	}
+	return a
+}
