@@ -31,6 +31,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
@@ -285,6 +286,32 @@ current-context: test
 // Apply creates every object of a multi-document YAML (any kind, CRDs included).
 func (e *Env) Apply(manifest []byte) {
 	e.t.Helper()
+	e.each(manifest, func(ri dynamic.ResourceInterface, obj *unstructured.Unstructured) error {
+		_, err := ri.Create(context.Background(), obj, metav1.CreateOptions{FieldValidation: "Strict"})
+		if err != nil && strings.Contains(err.Error(), "already exists") {
+			return nil
+		}
+		return err
+	})
+}
+
+// ServerSideApply applies every object of a multi-document YAML as `kubectl apply
+// --server-side` does, with strict field validation.
+func (e *Env) ServerSideApply(manifest []byte) {
+	e.t.Helper()
+	e.each(manifest, func(ri dynamic.ResourceInterface, obj *unstructured.Unstructured) error {
+		data, err := obj.MarshalJSON()
+		if err != nil {
+			return err
+		}
+		_, err = ri.Patch(context.Background(), obj.GetName(), types.ApplyPatchType, data,
+			metav1.PatchOptions{FieldManager: "kubetest", Force: ptr(true), FieldValidation: "Strict"})
+		return err
+	})
+}
+
+func (e *Env) each(manifest []byte, do func(dynamic.ResourceInterface, *unstructured.Unstructured) error) {
+	e.t.Helper()
 	dc, err := discovery.NewDiscoveryClientForConfig(e.Admin)
 	must(e.t, err)
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
@@ -315,8 +342,8 @@ func (e *Env) Apply(manifest []byte) {
 			}
 			ri = dyn.Resource(m.Resource).Namespace(ns)
 		}
-		if _, err := ri.Create(context.Background(), &obj, metav1.CreateOptions{FieldValidation: "Strict"}); err != nil && !strings.Contains(err.Error(), "already exists") {
-			e.t.Fatalf("create %s %s: %v", gvk.Kind, obj.GetName(), err)
+		if err := do(ri, &obj); err != nil {
+			e.t.Fatalf("%s %s: %v", gvk.Kind, obj.GetName(), err)
 		}
 	}
 }
@@ -430,3 +457,5 @@ func (e *Env) installCRDs() {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,38 @@
+{{/* Name of every object of the release. */}}
+{{- define "wafplane.fullname" -}}
+{{- if contains "wafplane" .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-wafplane" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "wafplane.labels" -}}
+app.kubernetes.io/name: wafplane
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "wafplane.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
+{{/* The injector's values: injector, overridden by Datadog's datadog.appsec.injector. */}}
+{{- define "wafplane.injector" -}}
+{{- $dd := dig "appsec" "injector" (dict) (.Values.datadog | default dict) -}}
+{{- $inj := mergeOverwrite (deepCopy .Values.injector) (deepCopy $dd) -}}
+{{- if eq ($inj.mode | default "external") "sidecar" -}}
+{{- fail "injector.mode: sidecar is not available yet (it comes with its own release); use external, which writes an EnvoyFilter or EnvoyExtensionPolicy per gateway" -}}
+{{- end -}}
+{{- toYaml $inj -}}
+{{- end -}}
+
+{{/* The Service Envoys call for ext_proc. */}}
+{{- define "wafplane.processorService" -}}
+{{- if .Values.processor.deployment.enabled -}}
+{{ include "wafplane.fullname" . }}-processor
+{{- else -}}
+{{ include "wafplane.fullname" . }}
+{{- end -}}
+{{- end -}}

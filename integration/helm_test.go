@@ -1,0 +1,242 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/engine"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+
+	"github.com/wafplane/wafplane/discovery/kubernetes/kubetest"
+)
+
+const chartDir = "../deploy/helm/wafplane"
+
+// renderChart renders the chart as `helm install wafplane -n wafplane-system -f values`
+// would, schema validation included, and returns its objects.
+func renderChart(t *testing.T, valuesYAML string) ([]*unstructured.Unstructured, string, error) {
+	t.Helper()
+	chrt, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	values, err := chartutil.ReadValues([]byte(valuesYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals, err := chartutil.ToRenderValues(chrt, values, chartutil.ReleaseOptions{
+		Name: "wafplane", Namespace: "wafplane-system", IsInstall: true, Revision: 1}, chartutil.DefaultCapabilities)
+	if err != nil {
+		return nil, "", err
+	}
+	files, err := engine.Render(chrt, vals)
+	if err != nil {
+		return nil, "", err
+	}
+	names := make([]string, 0, len(files))
+	for name := range files {
+		if strings.HasSuffix(name, ".yaml") {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	var all strings.Builder
+	var objs []*unstructured.Unstructured
+	for _, name := range names {
+		all.WriteString("---\n" + files[name] + "\n")
+		dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(files[name]), 4096)
+		for {
+			var obj unstructured.Unstructured
+			if err := dec.Decode(&obj.Object); err != nil {
+				if err.Error() == "EOF" {
+					break
+				}
+				t.Fatalf("%s does not parse: %v\n%s", name, err, files[name])
+			}
+			if len(obj.Object) > 0 {
+				objs = append(objs, &obj)
+			}
+		}
+	}
+	return objs, all.String(), nil
+}
+
+func find(objs []*unstructured.Unstructured, kind, name string) *unstructured.Unstructured {
+	for _, o := range objs {
+		if o.GetKind() == kind && o.GetName() == name {
+			return o
+		}
+	}
+	return nil
+}
+
+func containerArgs(t *testing.T, dep *unstructured.Unstructured) []string {
+	t.Helper()
+	if dep == nil {
+		t.Fatal("no such Deployment")
+	}
+	cs, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
+	args, _, _ := unstructured.NestedStringSlice(cs[0].(map[string]any), "args")
+	return args
+}
+
+// flagsKnown runs the built wafplane with the rendered arguments and --help: cobra refuses
+// an unknown flag or a bad value before it prints help.
+func flagsKnown(t *testing.T, args []string) {
+	t.Helper()
+	cmd := exec.Command(binary, append(args, "--help")...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Errorf("wafplane %s: %v\n%s", strings.Join(args, " "), err, out.String())
+	}
+}
+
+func hasArg(args []string, want string) bool {
+	for _, a := range args {
+		if a == want {
+			return true
+		}
+	}
+	return false
+}
+
+// TestHelmChart renders the chart for its default values and each mode, applies what it
+// renders to a real kube-apiserver with server-side apply, and checks the values users
+// bring from Datadog's injector.
+func TestHelmChart(t *testing.T) {
+	env := kubetest.Start(t)
+	namespace(t, env.Clientset(), "wafplane-system")
+	cases := []struct{ name, values string }{
+		{"default", ""},
+		{"injector", "injector: {enabled: true, proxies: [istio, envoy-gateway], processor: {port: 443, tls: true}}"},
+		{"processor deployment", "injector: {enabled: true}\nprocessor: {deployment: {enabled: true}}"},
+		{"processor deployment without autoscaling", "processor: {deployment: {enabled: true, replicas: 3, autoscaling: {enabled: false}, podDisruptionBudget: {enabled: false}}}"},
+		{"datadog layout", "datadog:\n  apiKey: ignored\n  appsec:\n    injector:\n      enabled: true\n      autoDetect: false\n      proxies: [istio-gateway]\n      processor:\n        service: {name: dd-processor, namespace: datadog}\n        port: 443\n"},
+	}
+	rendered := map[string][]*unstructured.Unstructured{}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			objs, manifest, err := renderChart(t, c.values)
+			if err != nil {
+				t.Fatalf("render: %v", err)
+			}
+			rendered[c.name] = objs
+			env.ServerSideApply([]byte(manifest))
+			flagsKnown(t, containerArgs(t, find(objs, "Deployment", "wafplane")))
+			if p := find(objs, "Deployment", "wafplane-processor"); p != nil {
+				flagsKnown(t, containerArgs(t, p))
+			}
+		})
+	}
+
+	t.Run("injector flags", func(t *testing.T) {
+		args := containerArgs(t, find(rendered["injector"], "Deployment", "wafplane"))
+		for _, want := range []string{"--inject", "--inject-proxies=istio,envoy-gateway", "--inject-processor-service=wafplane",
+			"--inject-processor-namespace=wafplane-system", "--inject-processor-port=443", "--inject-processor-tls=true"} {
+			if !hasArg(args, want) {
+				t.Errorf("args %v lack %s", args, want)
+			}
+		}
+		if find(rendered["injector"], "ClusterRole", "wafplane-injector") == nil || find(rendered["default"], "ClusterRole", "wafplane-injector") != nil {
+			t.Error("the injector's ClusterRole must come with injector.enabled only")
+		}
+	})
+
+	t.Run("processor deployment objects", func(t *testing.T) {
+		objs := rendered["processor deployment"]
+		args := containerArgs(t, find(objs, "Deployment", "wafplane"))
+		for _, want := range []string{"--inject-processor-service=wafplane-processor", "--inject-processor-port=18080",
+			"--processor-address=wafplane-processor.wafplane-system.svc.cluster.local:18080"} {
+			if !hasArg(args, want) {
+				t.Errorf("control plane args %v lack %s", args, want)
+			}
+		}
+		for _, kind := range []string{"Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"} {
+			if find(objs, kind, "wafplane-processor") == nil {
+				t.Errorf("no %s wafplane-processor", kind)
+			}
+		}
+		dep := find(objs, "Deployment", "wafplane-processor")
+		if _, found, _ := unstructured.NestedMap(dep.Object, "spec", "template", "spec", "affinity", "podAntiAffinity"); !found {
+			t.Error("the processor has no anti-affinity")
+		}
+		if _, found, _ := unstructured.NestedInt64(dep.Object, "spec", "replicas"); found {
+			t.Error("replicas are set although the HorizontalPodAutoscaler owns them")
+		}
+		if args := containerArgs(t, dep); args[0] != "processor" {
+			t.Errorf("processor args %v", args)
+		}
+		// Applied for real: the HPA targets the Deployment the chart made.
+		hpa, err := env.Clientset().AutoscalingV2().HorizontalPodAutoscalers("wafplane-system").Get(context.Background(), "wafplane-processor", metav1.GetOptions{})
+		must(t, err)
+		if hpa.Spec.ScaleTargetRef.Name != "wafplane-processor" || hpa.Spec.MaxReplicas != 10 {
+			t.Errorf("HPA %+v", hpa.Spec)
+		}
+	})
+
+	t.Run("datadog layout flags", func(t *testing.T) {
+		args := containerArgs(t, find(rendered["datadog layout"], "Deployment", "wafplane"))
+		for _, want := range []string{"--inject", "--inject-auto-detect=false", "--inject-proxies=istio-gateway",
+			"--inject-processor-service=dd-processor", "--inject-processor-namespace=datadog", "--inject-processor-port=443"} {
+			if !hasArg(args, want) {
+				t.Errorf("args %v lack %s", args, want)
+			}
+		}
+	})
+
+	t.Run("refused values", func(t *testing.T) {
+		for _, c := range []struct{ values, want string }{
+			{"injector: {mode: sidecar}", "sidecar is not available yet"},
+			{"injector: {enabeld: true}", "enabeld"},
+			{"replicas: two", "replicas"},
+			{"processor: {port: 70000}", "port"},
+			{"injector: {proxies: [nginx]}", "proxies"},
+			{"datadog: {appsec: {injector: {mode: sidecar}}}", "sidecar is not available yet"},
+		} {
+			_, _, err := renderChart(t, c.values)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("values %q: error %v, want one naming %q", c.values, err, c.want)
+			}
+		}
+	})
+}
+
+// TestHelmRBACMatchesKustomize holds the chart's RBAC rules equal to deploy/kubernetes.
+func TestHelmRBACMatchesKustomize(t *testing.T) {
+	objs, _, err := renderChart(t, "injector: {enabled: true}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join("..", "deploy", "kubernetes", "rbac.yaml"))
+	must(t, err)
+	var kustomize []*unstructured.Unstructured
+	for _, doc := range strings.Split(string(raw), "\n---\n") {
+		var obj unstructured.Unstructured
+		must(t, yaml.Unmarshal([]byte(doc), &obj.Object))
+		if len(obj.Object) > 0 {
+			kustomize = append(kustomize, &obj)
+		}
+	}
+	for _, r := range []struct{ kind, name string }{{"ClusterRole", "wafplane"}, {"ClusterRole", "wafplane-injector"}, {"Role", "wafplane-leader-election"}} {
+		want, got := find(kustomize, r.kind, r.name), find(objs, r.kind, r.name)
+		if want == nil || got == nil {
+			t.Fatalf("%s %s: deploy/kubernetes has %v, the chart %v", r.kind, r.name, want != nil, got != nil)
+		}
+		if d := cmp.Diff(want.Object["rules"], got.Object["rules"]); d != "" {
+			t.Errorf("%s %s rules differ (-deploy/kubernetes +chart):\n%s", r.kind, r.name, d)
+		}
+	}
+}
