@@ -105,3 +105,23 @@ func sourceAddress(attrs map[string]*structpb.Struct) (netip.Addr, bool) {
 	}
 	return netip.Addr{}, false
 }
+
+// routeNameAttribute is Envoy's xds.route_name attribute, which Envoy Gateway's
+// EnvoyExtensionPolicy can send where it cannot send the x-wafplane-route metadata. It comes
+// from the proxy's configuration, not the client, but is bounded all the same.
+const routeNameAttribute = "xds.route_name"
+
+func routeName(attrs map[string]*structpb.Struct) string {
+	for _, s := range attrs {
+		if v, ok := s.GetFields()[routeNameAttribute]; ok {
+			name := v.GetStringValue()
+			if len(name) > maxRouteName {
+				name = name[:maxRouteName]
+			}
+			return name
+		}
+	}
+	return ""
+}
+
+const maxRouteName = 256

@@ -21,6 +21,8 @@
 //	x-wafplane-response-body  true | false: inspect JSON response bodies
 //
 // An invalid value is logged and the default is used; the request is never failed for it.
+// Envoy Gateway's EnvoyExtensionPolicy cannot send initial metadata: there the route comes
+// from the xds.route_name request attribute, and the rest are the processor's defaults.
 //
 // When request headers arrive without end_of_stream and the body limit is not 0, the
 // processor answers with mode_override request_body_mode BUFFERED_PARTIAL: Envoy holds the

@@ -29,6 +29,7 @@ type httpExchange struct {
 	headers                 [][2]string
 	body                    []byte
 	sourceAddress           string
+	routeName               string // the xds.route_name attribute (Envoy Gateway sends it)
 	metadata                map[string]string
 
 	// The filter's configured body modes (NONE unless set) and Envoy's buffer limit.
@@ -130,9 +131,15 @@ func (e *fakeEnvoy) exchange(x httpExchange) (outcome, error) {
 			Headers: x.requestHeaderMap(), EndOfStream: len(x.body) == 0}},
 		ProtocolConfig: &extprocv3.ProtocolConfiguration{RequestBodyMode: x.requestBodyMode, ResponseBodyMode: x.responseBodyMode},
 	}
-	if x.sourceAddress != "" {
-		first.Attributes = map[string]*structpb.Struct{"envoy.filters.http.ext_proc": {Fields: map[string]*structpb.Value{
-			"source.address": structpb.NewStringValue(x.sourceAddress)}}}
+	if x.sourceAddress != "" || x.routeName != "" {
+		fields := map[string]*structpb.Value{}
+		if x.sourceAddress != "" {
+			fields["source.address"] = structpb.NewStringValue(x.sourceAddress)
+		}
+		if x.routeName != "" {
+			fields["xds.route_name"] = structpb.NewStringValue(x.routeName)
+		}
+		first.Attributes = map[string]*structpb.Struct{"envoy.filters.http.ext_proc": {Fields: fields}}
 	}
 	if done, err := call("request_headers", first); done || err != nil {
 		return out, err

@@ -103,6 +103,25 @@ func TestAttacksOnlyReportedInMonitorMode(t *testing.T) {
 	}
 }
 
+// Envoy Gateway cannot send initial metadata; the route comes from the xds.route_name
+// attribute its EnvoyExtensionPolicy asks for, and the metadata wins where both are sent.
+func TestRouteFromAttribute(t *testing.T) {
+	r := startProcessor(t, testConfig())
+	x := attacks(t)["query"]
+	x.routeName = "httproute/shop/search/rule/0/match/0/*"
+	if out := r.envoy.do(t, x); !out.blocked() {
+		t.Fatal("not blocked")
+	}
+	if ev := r.p.events.recent(1)[0]; ev.Route != x.routeName {
+		t.Fatalf("event route %q, want the attribute %q", ev.Route, x.routeName)
+	}
+	x.metadata = map[string]string{MetadataRoute: "search"}
+	r.envoy.do(t, x)
+	if ev := r.p.events.recent(1)[0]; ev.Route != "search" {
+		t.Fatalf("event route %q, want the metadata's", ev.Route)
+	}
+}
+
 func TestModeFromStreamMetadata(t *testing.T) {
 	r := startProcessor(t, testConfig()) // default block
 	x := attacks(t)["query"]

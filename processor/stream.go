@@ -192,6 +192,9 @@ func (s *stream) requestHeaders(msg *extprocv3.ProcessingRequest, h *extprocv3.H
 		return resp, false, nil
 	}
 	s.clientIP = s.p.clientIP.resolve(msg.GetAttributes(), s.req.headers)
+	if s.settings.route == "" {
+		s.settings.route = routeName(msg.GetAttributes())
+	}
 	if hdr := s.p.cfg.UserIDHeader; hdr != "" {
 		if v := s.req.headers[hdr]; len(v) > 0 {
 			s.userID = v[0]
