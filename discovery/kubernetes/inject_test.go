@@ -1,0 +1,180 @@
+package kubernetes
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/wafplane/wafplane/discovery"
+)
+
+func class(name, controller string, labels map[string]string) *gwapiv1.GatewayClass {
+	return &gwapiv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
+		Spec: gwapiv1.GatewayClassSpec{ControllerName: gwapiv1.GatewayController(controller)}}
+}
+
+func gw(ns, name, class string, labels, annotations map[string]string) *gwapiv1.Gateway {
+	return &gwapiv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels, Annotations: annotations},
+		Spec: gwapiv1.GatewaySpec{GatewayClassName: gwapiv1.ObjectName(class)}}
+}
+
+func istioGateway(ns, name string, selector, labels, annotations map[string]any) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+		"metadata": map[string]any{"namespace": ns, "name": name}, "spec": map[string]any{"selector": selector}}}
+	if labels != nil {
+		u.Object["metadata"].(map[string]any)["labels"] = labels
+	}
+	if annotations != nil {
+		u.Object["metadata"].(map[string]any)["annotations"] = annotations
+	}
+	return u
+}
+
+func installed(kinds ...injectKind) crdView {
+	v := crdView{installed: map[string]string{}, synced: map[string]bool{}, objects: map[string][]*unstructured.Unstructured{}}
+	for _, k := range kinds {
+		v.installed[k.Kind] = k.Versions[0]
+		v.synced[k.Kind] = true
+	}
+	return v
+}
+
+func TestPlanFindsForeignGateways(t *testing.T) {
+	o := objects{
+		classes: []*gwapiv1.GatewayClass{
+			class("istio", IstioControllerName, nil),
+			class("eg", EnvoyGatewayControllerName, nil),
+			class("eg-off", EnvoyGatewayControllerName, map[string]string{LabelDatadogEnabled: "false"}),
+			class("wafplane", DefaultControllerName, nil),
+		},
+		gateways: []*gwapiv1.Gateway{
+			gw("shop", "edge", "istio", nil, map[string]string{AnnotationMode: "monitor"}),
+			gw("shop", "opted-out", "istio", map[string]string{LabelEnabled: "false"}, nil),
+			gw("shop", "api", "eg", nil, nil),
+			gw("shop", "class-opted-out", "eg-off", nil, nil),
+			gw("shop", "own", "wafplane", nil, nil),
+			gw("shop", "unknown-class", "nginx", nil, nil),
+		},
+	}
+	view := installed(kindEnvoyFilter, kindIstioGateway, kindExtension, kindReferenceGrant)
+	view.objects[kindIstioGateway.Kind] = []*unstructured.Unstructured{
+		istioGateway("shop", "public", map[string]any{"istio": "ingressgateway"}, nil, map[string]any{AnnotationMode: "monitor"}),
+		istioGateway("blog", "public", map[string]any{"istio": "ingressgateway"}, nil, map[string]any{AnnotationFailOpen: "false"}),
+		istioGateway("blog", "off", map[string]any{"istio": "internal"}, map[string]any{LabelEnabled: "false"}, nil),
+	}
+	in := &Injector{AutoDetect: true, IstioGatewayNamespace: "gateways"}
+	inj := in.plan(o, view)
+	var got []string
+	for _, fg := range inj.gateways {
+		got = append(got, fg.model.Key()+" "+strings.Join(fg.model.Sources, ","))
+	}
+	sel := discovery.SelectorName(map[string]string{"istio": "ingressgateway"})
+	want := []string{
+		"envoy-gateway:shop/api shop/api",
+		"istio-gateway:gateways/" + sel + " blog/public,shop/public",
+		"istio:shop/edge shop/edge",
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Fatalf("gateways (-want +got):\n%s", d)
+	}
+	// Two native Gateways on one selector: the stricter protection of the two.
+	group := inj.gateways[1].model.Protection
+	if group.Mode != "" && group.Mode != discovery.ModeBlock || group.FailOpen == nil || *group.FailOpen {
+		t.Errorf("group protection %+v: want block (the default beats monitor) and fail-closed", group)
+	}
+	if inj.gateways[2].model.Protection.Mode != discovery.ModeMonitor {
+		t.Errorf("istio:shop/edge protection %+v: want the annotation's monitor", inj.gateways[2].model.Protection)
+	}
+}
+
+func TestPlanProxyTypes(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		proxies  []string
+		view     crdView
+		enabled  []string
+		problems []string
+	}{
+		{"auto-detect picks what is installed", nil, installed(kindExtension), []string{discovery.ProxyEnvoyGateway}, nil},
+		{"auto-detect with nothing installed", nil, installed(), nil, nil},
+		{"istio-gateway needs both Istio CRDs", nil, installed(kindEnvoyFilter), []string{discovery.ProxyIstio}, nil},
+		{"a named type without its CRDs is a problem", []string{discovery.ProxyIstio, discovery.ProxyEnvoyGateway},
+			installed(kindExtension), []string{discovery.ProxyEnvoyGateway}, []string{discovery.ProxyIstio}},
+		{"only named types", []string{discovery.ProxyIstio}, installed(kindEnvoyFilter, kindIstioGateway, kindExtension),
+			[]string{discovery.ProxyIstio}, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			inj := (&Injector{Proxies: c.proxies, AutoDetect: true}).plan(objects{}, c.view)
+			var enabled, problems []string
+			for _, p := range discovery.Proxies {
+				if inj.enabled[p] {
+					enabled = append(enabled, p)
+				}
+				if inj.problems[p] != "" {
+					problems = append(problems, p)
+					if !strings.Contains(inj.problems[p], "CRDs are not installed") {
+						t.Errorf("problem %q does not say the CRDs are missing", inj.problems[p])
+					}
+				}
+			}
+			if d := cmp.Diff(c.enabled, enabled); d != "" {
+				t.Errorf("enabled (-want +got):\n%s", d)
+			}
+			if d := cmp.Diff(c.problems, problems); d != "" {
+				t.Errorf("problems (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestDiffers(t *testing.T) {
+	want := &unstructured.Unstructured{Object: map[string]any{
+		"metadata": map[string]any{"labels": map[string]any{"app.kubernetes.io/managed-by": "wafplane"}},
+		"spec":     map[string]any{"port": float64(18080), "list": []any{"a", map[string]any{"x": true}}, "empty": map[string]any{}},
+	}}
+	for _, c := range []struct {
+		name string
+		cur  map[string]any
+		at   string
+	}{
+		{"same, numbers as the API server sends them, an empty object dropped, extra labels and defaults",
+			map[string]any{"metadata": map[string]any{"labels": map[string]any{"app.kubernetes.io/managed-by": "wafplane", "team": "x"}},
+				"spec": map[string]any{"port": int64(18080), "list": []any{"a", map[string]any{"x": true, "defaulted": 1}}, "added": "by default"}}, ""},
+		{"a value changed", map[string]any{"metadata": map[string]any{"labels": map[string]any{"app.kubernetes.io/managed-by": "wafplane"}},
+			"spec": map[string]any{"port": int64(80), "list": []any{"a", map[string]any{"x": true}}}}, "spec.port"},
+		{"a list element added", map[string]any{"metadata": map[string]any{"labels": map[string]any{"app.kubernetes.io/managed-by": "wafplane"}},
+			"spec": map[string]any{"port": int64(18080), "list": []any{"a", map[string]any{"x": true}, "b"}}}, "spec.list"},
+		{"a nested value changed", map[string]any{"metadata": map[string]any{"labels": map[string]any{"app.kubernetes.io/managed-by": "wafplane"}},
+			"spec": map[string]any{"port": int64(18080), "list": []any{"a", map[string]any{"x": false}}}}, "spec.list[1].x"},
+		{"our label removed", map[string]any{"spec": map[string]any{"port": int64(18080), "list": []any{"a", map[string]any{"x": true}}}},
+			"metadata.labels.app.kubernetes.io/managed-by"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := differs(&unstructured.Unstructured{Object: c.cur}, want); got != c.at {
+				t.Errorf("differs at %q, want %q", got, c.at)
+			}
+		})
+	}
+}
+
+func TestInjectorValidate(t *testing.T) {
+	render := func(discovery.ForeignGateway, bool) ([]map[string]any, error) { return nil, nil }
+	for _, c := range []struct {
+		in   Injector
+		want string
+	}{
+		{Injector{Proxies: []string{"nginx"}, ProcessorService: "w", ProcessorNamespace: "n", Render: render}, `"nginx" is not one of`},
+		{Injector{ProcessorService: "w", ProcessorNamespace: "n", Render: render}, "nothing to inject"},
+		{Injector{AutoDetect: true, Render: render}, "processor service"},
+		{Injector{AutoDetect: true, ProcessorService: "w", ProcessorNamespace: "n", Render: render}, ""},
+	} {
+		err := c.in.Validate()
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%+v: %v, want %q", c.in, err, c.want)
+		}
+	}
+}
