@@ -37,7 +37,7 @@ type injectorCluster struct {
 	dyn dynamic.Interface
 }
 
-func (c *injectorCluster) gateway(t *testing.T, ns, name, class string, labels, annotations map[string]string) {
+func (c *injectorCluster) gateway(t testing.TB, ns, name, class string, labels, annotations map[string]string) {
 	t.Helper()
 	_, err := c.gc.GatewayV1().Gateways(ns).Create(context.Background(), &gwapiv1.Gateway{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels, Annotations: annotations},
@@ -46,7 +46,7 @@ func (c *injectorCluster) gateway(t *testing.T, ns, name, class string, labels, 
 	must(t, err)
 }
 
-func (c *injectorCluster) class(t *testing.T, name, controller string) {
+func (c *injectorCluster) class(t testing.TB, name, controller string) {
 	t.Helper()
 	_, err := c.gc.GatewayV1().GatewayClasses().Create(context.Background(), &gwapiv1.GatewayClass{
 		ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: gwapiv1.GatewayClassSpec{ControllerName: gwapiv1.GatewayController(controller)}},
@@ -145,7 +145,7 @@ func (w *wafplaneProc) injections(t *testing.T) injections {
 	return out
 }
 
-func (w *wafplaneProc) admin200(t *testing.T, path string) string {
+func (w *wafplaneProc) admin200(t testing.TB, path string) string {
 	t.Helper()
 	resp, err := http.Get("http://" + w.admin + path)
 	must(t, err)

@@ -3,12 +3,15 @@ package kubernetes
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -97,12 +100,66 @@ func (in *Injector) report(inj *injection, leader bool) {
 	}
 }
 
+// injectWorkers bounds the injector's concurrent API calls.
+const injectWorkers = 8
+
+var errWaiting = errors.New("waiting for the informer to sync")
+
 // objKey names an object the injector writes.
 type objKey struct{ kind, namespace, name string }
 
 type desiredObject struct {
-	obj *unstructured.Unstructured
-	gw  *foreignGateway
+	obj  *unstructured.Unstructured
+	spec any // obj's spec, normalized for comparison
+	gw   *foreignGateway
+}
+
+// rendered is what a gateway's model rendered to; it is reused while the model and the
+// EnvoyFilter CRD's shape stay the same, so a reconcile of unchanged gateways allocates
+// next to nothing.
+type rendered struct {
+	fingerprint string
+	objs        []desiredObject
+	err         error
+}
+
+func fingerprint(fg *foreignGateway, targetRefs bool) string {
+	b, _ := json.Marshal(fg.model)
+	return strconv.FormatBool(targetRefs) + string(b)
+}
+
+// render returns the gateway's objects, from the cache when its model is unchanged.
+func (w *writer) render(fg *foreignGateway, targetRefs bool, seen map[string]bool) ([]desiredObject, error) {
+	k := fg.model.Key()
+	seen[k] = true
+	fp := fingerprint(fg, targetRefs)
+	if r := w.renders[k]; r != nil && r.fingerprint == fp {
+		return r.objs, r.err
+	}
+	objs, err := w.injector.Render(fg.model, targetRefs)
+	r := &rendered{fingerprint: fp, err: err}
+	for _, obj := range objs {
+		u := &unstructured.Unstructured{Object: obj}
+		r.objs = append(r.objs, desiredObject{obj: u, spec: normalize(u.Object["spec"])})
+	}
+	w.renders[k] = r
+	return r.objs, r.err
+}
+
+// currentSpec is a cluster object's spec normalized, cached by UID and resourceVersion.
+func (w *writer) currentSpec(cur *unstructured.Unstructured, seen map[types.UID]bool) any {
+	seen[cur.GetUID()] = true
+	if c, ok := w.specs[cur.GetUID()]; ok && c.version == cur.GetResourceVersion() {
+		return c.spec
+	}
+	spec := normalize(cur.Object["spec"])
+	w.specs[cur.GetUID()] = cachedSpec{cur.GetResourceVersion(), spec}
+	return spec
+}
+
+type cachedSpec struct {
+	version string
+	spec    any
 }
 
 // inject makes the cluster hold exactly the objects the gateways need: creates what is
@@ -114,48 +171,93 @@ func (w *writer) inject(ctx context.Context, o objects, inj *injection) {
 	now := time.Now()
 	desired := map[objKey]desiredObject{}
 	failed := map[string]string{} // gateway key → error
+	if w.renders == nil {
+		w.renders, w.specs = map[string]*rendered{}, map[types.UID]cachedSpec{}
+	}
+	seenGateways := map[string]bool{}
 	for i := range inj.gateways {
 		fg := &inj.gateways[i]
-		objs, err := in.Render(fg.model, inj.view.targetRefs)
+		objs, err := w.render(fg, inj.view.targetRefs, seenGateways)
 		if err != nil {
 			failed[fg.model.Key()] = err.Error()
 			w.injectWarn(fg, mainKind(fg.model.Proxy)+"Failed", err.Error())
 			continue
 		}
-		for _, obj := range objs {
-			u := &unstructured.Unstructured{Object: obj}
-			desired[objKey{u.GetKind(), u.GetNamespace(), u.GetName()}] = desiredObject{u, fg}
+		for _, d := range objs {
+			d.gw = fg
+			desired[objKey{d.obj.GetKind(), d.obj.GetNamespace(), d.obj.GetName()}] = d
+		}
+	}
+	for k := range w.renders {
+		if !seenGateways[k] {
+			delete(w.renders, k)
+		}
+	}
+	// Normalized specs of the cluster's objects, computed on this goroutine before the
+	// workers start: the cache is not shared with them.
+	seenUIDs := map[types.UID]bool{}
+	currentSpecs := map[objKey]any{}
+	for k := range desired {
+		if kind, ok := kindNamed(k.kind); ok && inj.view.synced[kind.Kind] {
+			if cur := findObject(inj.view.objects[kind.Kind], k); cur != nil {
+				currentSpecs[k] = w.currentSpec(cur, seenUIDs)
+			}
+		}
+	}
+	for uid := range w.specs {
+		if !seenUIDs[uid] {
+			delete(w.specs, uid)
 		}
 	}
 	w.checkProcessor(o, inj)
 
-	written := map[string][]WrittenObject{}
 	keys := make([]objKey, 0, len(desired))
 	for k := range desired {
 		keys = append(keys, k)
 	}
 	sort.Slice(keys, func(i, j int) bool { return fmt.Sprint(keys[i]) < fmt.Sprint(keys[j]) })
-	for _, k := range keys {
-		d := desired[k]
-		gk := d.gw.model.Key()
+	// The API calls run on a few workers (one at a time, a write waits out a round trip);
+	// Events and bookkeeping stay on this goroutine, in key order.
+	type result struct {
+		rec WrittenObject
+		err error
+	}
+	results := make([]result, len(keys))
+	var workers errgroup.Group
+	workers.SetLimit(injectWorkers)
+	for i, k := range keys {
 		kind, ok := kindNamed(k.kind)
-		if !ok || inj.view.installed[kind.Kind] == "" {
-			failed[gk] = fmt.Sprintf("%s %s/%s: the CRD %s is not installed", k.kind, k.namespace, k.name, kind.crd())
-			w.injectWarn(d.gw, k.kind+"Failed", failed[gk])
-			continue
+		switch {
+		case !ok || inj.view.installed[kind.Kind] == "":
+			results[i].err = fmt.Errorf("%s %s/%s: the CRD %s is not installed", k.kind, k.namespace, k.name, kind.crd())
+		case !inj.view.synced[kind.Kind]:
+			results[i].err = errWaiting
+		default:
+			workers.Go(func() error {
+				results[i].rec, results[i].err = w.applyObject(ctx, kind, inj.view.installed[kind.Kind], desired[k],
+					findObject(inj.view.objects[kind.Kind], k), currentSpecs[k])
+				return nil
+			})
 		}
-		if !inj.view.synced[kind.Kind] {
-			failed[gk] = fmt.Sprintf("%s %s/%s: waiting for the %s informer to sync", k.kind, k.namespace, k.name, kind.Resource)
-			continue
+	}
+	_ = workers.Wait()
+	written := map[string][]WrittenObject{}
+	for i, k := range keys {
+		d, r := desired[k], results[i]
+		gk := d.gw.model.Key()
+		switch {
+		case r.err == errWaiting:
+			failed[gk] = fmt.Sprintf("%s %s/%s: waiting for the informer to sync", k.kind, k.namespace, k.name)
+		case r.err != nil:
+			failed[gk] = r.err.Error()
+			w.injectWarn(d.gw, k.kind+"Failed", r.err.Error())
+		default:
+			if r.rec.Op != "unchanged" {
+				w.injectWrote(d.gw, r.rec)
+			}
+			r.rec.At = now
+			written[gk] = append(written[gk], r.rec)
 		}
-		rec, err := w.applyObject(ctx, kind, inj.view.installed[kind.Kind], d, findObject(inj.view.objects[kind.Kind], k))
-		if err != nil {
-			failed[gk] = err.Error()
-			w.injectWarn(d.gw, k.kind+"Failed", err.Error())
-			continue
-		}
-		rec.At = now
-		written[gk] = append(written[gk], rec)
 	}
 	w.collectOrphans(ctx, o, inj, desired)
 
@@ -221,14 +323,14 @@ func (w *writer) resource(kind injectKind, version, namespace string) dynamic.Re
 
 // applyObject creates or updates one object. A name taken by an object wafplane does not
 // manage is an error, and that object is left alone.
-func (w *writer) applyObject(ctx context.Context, kind injectKind, version string, d desiredObject, cur *unstructured.Unstructured) (WrittenObject, error) {
+func (w *writer) applyObject(ctx context.Context, kind injectKind, version string, d desiredObject, cur *unstructured.Unstructured, curSpec any) (WrittenObject, error) {
 	ri := w.resource(kind, version, d.obj.GetNamespace())
 	rec := WrittenObject{Kind: kind.Kind, Namespace: d.obj.GetNamespace(), Name: d.obj.GetName()}
 	d.obj.SetAPIVersion(kind.Group + "/" + version)
 	if cur == nil {
 		got, err := ri.Create(ctx, d.obj, metav1.CreateOptions{FieldManager: managedBy})
 		if err == nil {
-			w.injectWrote(d.gw, kind.Kind, "created", got)
+			w.injector.metrics.writes.WithLabelValues(kind.Kind, "create", "ok").Inc()
 			rec.Op, rec.Generation = "created", got.GetGeneration()
 			return rec, nil
 		}
@@ -240,13 +342,14 @@ func (w *writer) applyObject(ctx context.Context, kind injectKind, version strin
 		if cur, err = ri.Get(ctx, rec.Name, metav1.GetOptions{}); err != nil {
 			return rec, fmt.Errorf("get %s %s/%s: %w", kind.Kind, rec.Namespace, rec.Name, err)
 		}
+		curSpec = normalize(cur.Object["spec"])
 		if cur.GetLabels()[discovery.LabelManagedBy] != discovery.ManagedBy {
 			w.injector.metrics.writes.WithLabelValues(kind.Kind, "create", "conflict").Inc()
 			return rec, fmt.Errorf("%s %s/%s exists and is not managed by wafplane (no label %s=%s): left alone; rename or delete it",
 				kind.Kind, rec.Namespace, rec.Name, discovery.LabelManagedBy, discovery.ManagedBy)
 		}
 	}
-	field := differs(cur, d.obj)
+	field := differs(cur, curSpec, d.obj, d.spec)
 	if field == "" {
 		rec.Op, rec.Generation = "unchanged", cur.GetGeneration()
 		return rec, nil
@@ -261,7 +364,7 @@ func (w *writer) applyObject(ctx context.Context, kind injectKind, version strin
 		w.injector.metrics.writes.WithLabelValues(kind.Kind, "update", "error").Inc()
 		return rec, fmt.Errorf("update %s %s/%s: %w", kind.Kind, rec.Namespace, rec.Name, err)
 	}
-	w.injectWrote(d.gw, kind.Kind, "updated", got)
+	w.injector.metrics.writes.WithLabelValues(kind.Kind, "update", "ok").Inc()
 	rec.Op, rec.Generation = "updated", got.GetGeneration()
 	return rec, nil
 }
@@ -330,15 +433,15 @@ func foreignSource(o objects, gatewayKey string) runtime.Object {
 	return nil
 }
 
-func (w *writer) injectWrote(fg *foreignGateway, kind, op string, got *unstructured.Unstructured) {
-	verb := map[string]string{"created": "Created", "updated": "Updated"}[op]
-	w.injector.metrics.writes.WithLabelValues(kind, strings.TrimSuffix(op, "d"), "ok").Inc()
-	w.log.Info("injector: "+op, "kind", kind, "object", key(got), "gateway", fg.model.Key(), "generation", got.GetGeneration())
+func (w *writer) injectWrote(fg *foreignGateway, rec WrittenObject) {
+	verb := map[string]string{"created": "Created", "updated": "Updated"}[rec.Op]
+	obj := rec.Namespace + "/" + rec.Name
+	w.log.Info("injector: "+rec.Op, "kind", rec.Kind, "object", obj, "gateway", fg.model.Key(), "generation", rec.Generation)
 	for _, src := range fg.sources {
-		w.recorder.Eventf(src, corev1.EventTypeNormal, kind+verb, "%s %s %s (generation %d) to run the wafplane WAF in this gateway's Envoys",
-			kind, key(got), op, got.GetGeneration())
+		w.recorder.Eventf(src, corev1.EventTypeNormal, rec.Kind+verb, "%s %s %s (generation %d) to run the wafplane WAF in this gateway's Envoys",
+			rec.Kind, obj, rec.Op, rec.Generation)
 	}
-	w.injectClear(fg, kind+"Failed")
+	w.injectClear(fg, rec.Kind+"Failed")
 }
 
 // injectWarn records a Warning Event on each of the gateway's objects, once per message.
@@ -414,7 +517,7 @@ func processorReady(o objects, svc types.NamespacedName) (bool, string) {
 // differs says where the object lacks what wafplane would write — its labels,
 // annotations and spec — or "" when it lacks nothing. Fields the API server defaults, and
 // labels others add, are not differences.
-func differs(cur, want *unstructured.Unstructured) string {
+func differs(cur *unstructured.Unstructured, curSpec any, want *unstructured.Unstructured, wantSpec any) string {
 	for k, v := range want.GetLabels() {
 		if cur.GetLabels()[k] != v {
 			return "metadata.labels." + k
@@ -425,7 +528,7 @@ func differs(cur, want *unstructured.Unstructured) string {
 			return "metadata.annotations." + k
 		}
 	}
-	return missing("spec", normalize(want.Object["spec"]), normalize(cur.Object["spec"]))
+	return missing("spec", wantSpec, curSpec)
 }
 
 // missing finds the first field of want that got lacks or holds another value in, as a

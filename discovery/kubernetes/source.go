@@ -90,7 +90,11 @@ func (s *Source) Run(ctx context.Context, updates chan<- discovery.Update) error
 		if err := s.Inject.Validate(); err != nil {
 			return err
 		}
-		if w.dyn, err = dynamic.NewForConfig(s.Config); err != nil {
+		// The injector's writes get their own budget, so that 500 Gateways converge in
+		// seconds without starving status writes and Events.
+		dc := rest.CopyConfig(s.Config)
+		dc.QPS, dc.Burst = 2*max(s.Config.QPS, 50), 2*max(s.Config.Burst, 100)
+		if w.dyn, err = dynamic.NewForConfig(dc); err != nil {
 			return fmt.Errorf("dynamic client: %w", err)
 		}
 		s.Inject.metrics = newInjectorMetrics(s.Inject.Registerer)

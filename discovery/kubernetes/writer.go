@@ -39,6 +39,8 @@ type writer struct {
 	warned     map[string]string             // object → last warning, so Events are not repeated
 	// injectWarned is the same for the injector, per object and reason.
 	injectWarned map[string]string
+	renders      map[string]*rendered     // gateway key → its objects as last rendered
+	specs        map[types.UID]cachedSpec // cluster objects' specs, normalized
 
 	// The latest conversion waits here; status writes never hold back the next snapshot.
 	mu      sync.Mutex
