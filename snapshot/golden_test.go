@@ -61,9 +61,15 @@ func render(t *testing.T, in []byte) []byte {
 // TestGolden translates testdata/in/<case>.yaml and compares with testdata/out/<case>.yaml.
 // go test ./snapshot -update rewrites the goldens and deletes stale ones.
 func TestGolden(t *testing.T) {
-	inputs, err := filepath.Glob("testdata/in/*.yaml")
+	goldenFiles(t, "testdata", render)
+}
+
+// goldenFiles runs render on every dir/in/<case>.yaml and compares the output with
+// dir/out/<case>.yaml; -update rewrites the outputs and deletes those without an input.
+func goldenFiles(t *testing.T, dir string, render func(*testing.T, []byte) []byte) {
+	inputs, err := filepath.Glob(filepath.Join(dir, "in", "*.yaml"))
 	if err != nil || len(inputs) == 0 {
-		t.Fatalf("no golden inputs: %v", err)
+		t.Fatalf("no golden inputs in %s/in: %v", dir, err)
 	}
 	want := map[string]bool{}
 	for _, in := range inputs {
@@ -75,9 +81,9 @@ func TestGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := render(t, raw)
-			out := filepath.Join("testdata/out", name)
+			out := filepath.Join(dir, "out", name)
 			if *update {
-				if err := os.MkdirAll("testdata/out", 0o755); err != nil {
+				if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 					t.Fatal(err)
 				}
 				if err := os.WriteFile(out, got, 0o644); err != nil {
@@ -90,11 +96,11 @@ func TestGolden(t *testing.T) {
 				t.Fatalf("%v (run go test ./snapshot -update)", err)
 			}
 			if diff := cmp.Diff(string(golden), string(got)); diff != "" {
-				t.Errorf("%s differs from the translation (-golden +got):\n%s", out, diff)
+				t.Errorf("%s differs (-golden +got; go test ./snapshot -update rewrites it):\n%s", out, diff)
 			}
 		})
 	}
-	outputs, _ := filepath.Glob("testdata/out/*.yaml")
+	outputs, _ := filepath.Glob(filepath.Join(dir, "out", "*.yaml"))
 	for _, out := range outputs {
 		if want[filepath.Base(out)] {
 			continue

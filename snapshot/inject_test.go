@@ -3,7 +3,6 @@ package snapshot
 import (
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -47,62 +46,30 @@ func readInjectCase(t *testing.T, path string) injectCase {
 // TestInjectGolden renders testdata/inject/in/<case>.yaml and compares with
 // testdata/inject/out/<case>.yaml; -update rewrites them and deletes stale ones.
 func TestInjectGolden(t *testing.T) {
-	inputs, err := filepath.Glob("testdata/inject/in/*.yaml")
-	if err != nil || len(inputs) == 0 {
-		t.Fatalf("no inputs: %v", err)
-	}
-	want := map[string]bool{}
-	for _, in := range inputs {
-		name := filepath.Base(in)
-		want[name] = true
-		t.Run(strings.TrimSuffix(name, ".yaml"), func(t *testing.T) {
-			c := readInjectCase(t, in)
-			var results []injectResult
-			for _, g := range c.Gateways {
-				objs, err := Inject(g, c.Options)
-				r := injectResult{Gateway: g.Key(), Objects: objs}
-				if err != nil {
-					r.Errors = strings.Split(err.Error(), "\n")
-				}
-				results = append(results, r)
-			}
-			b, err := json.Marshal(map[string]any{"results": results})
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := yaml.JSONToYAML(b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out := filepath.Join("testdata/inject/out", name)
-			if *update {
-				if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(out, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			wantOut, err := os.ReadFile(out)
-			if err != nil {
-				t.Fatalf("%v (go test ./snapshot -update writes it)", err)
-			}
-			if d := cmp.Diff(string(wantOut), string(got)); d != "" {
-				t.Errorf("%s differs (-want +got; go test ./snapshot -update rewrites it):\n%s", out, d)
-			}
-		})
-	}
-	outs, _ := filepath.Glob("testdata/inject/out/*.yaml")
-	for _, o := range outs {
-		if !want[filepath.Base(o)] {
-			if *update {
-				_ = os.Remove(o)
-			} else {
-				t.Errorf("%s has no input in testdata/inject/in; go test ./snapshot -update deletes it", o)
-			}
+	goldenFiles(t, "testdata/inject", func(t *testing.T, raw []byte) []byte {
+		var c injectCase
+		if err := yaml.UnmarshalStrict(raw, &c); err != nil {
+			t.Fatal(err)
 		}
-	}
+		var results []injectResult
+		for _, g := range c.Gateways {
+			objs, err := Inject(g, c.Options)
+			r := injectResult{Gateway: g.Key(), Objects: objs}
+			if err != nil {
+				r.Errors = strings.Split(err.Error(), "\n")
+			}
+			results = append(results, r)
+		}
+		b, err := json.Marshal(map[string]any{"results": results})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := yaml.JSONToYAML(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	})
 }
 
 // TestEnvoyFilterPatchesDecode decodes every EnvoyFilter patch back into go-control-plane's
