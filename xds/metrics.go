@@ -10,6 +10,7 @@ type metrics struct {
 	nacks     *prometheus.CounterVec
 	published *prometheus.CounterVec
 	unknown   prometheus.Counter
+	rejected  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -28,9 +29,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Gateway snapshots by outcome: published, or rejected (the last good one stays)."}, []string{"outcome"}),
 		unknown: prometheus.NewCounter(prometheus.CounterOpts{Name: "wafplane_xds_unknown_gateway_streams_total",
 			Help: "xDS streams from nodes whose cluster names no gateway."}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wafplane_xds_rejected_streams_total",
+			Help: "xDS streams refused: no client certificate, one naming no gateway, or one for another gateway than the node cluster."}, []string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.streams, m.nodes, m.pushes, m.acks, m.nacks, m.published, m.unknown)
+		reg.MustRegister(m.streams, m.nodes, m.pushes, m.acks, m.nacks, m.published, m.unknown, m.rejected)
 	}
 	return m
 }

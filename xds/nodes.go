@@ -1,12 +1,15 @@
 package xds
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // forgetAfter is how long a disconnected node stays on /nodes, so that the NACK that made
@@ -16,15 +19,18 @@ const forgetAfter = 10 * time.Minute
 // NodeStatus is what one Envoy got: per resource type the version sent, the version
 // ACKed and the last NACK.
 type NodeStatus struct {
-	ID             string                 `json:"id"`
-	Gateway        string                 `json:"gateway"`
-	GatewayKnown   bool                   `json:"gatewayKnown"`
-	Connected      bool                   `json:"connected"`
-	ConnectedSince time.Time              `json:"connectedSince"`
-	DisconnectedAt *time.Time             `json:"disconnectedAt,omitempty"`
-	Streams        int                    `json:"streams"`
-	Delta          bool                   `json:"delta"`
-	Types          map[string]*TypeStatus `json:"types"`
+	ID             string     `json:"id"`
+	Gateway        string     `json:"gateway"`
+	GatewayKnown   bool       `json:"gatewayKnown"`
+	Connected      bool       `json:"connected"`
+	ConnectedSince time.Time  `json:"connectedSince"`
+	DisconnectedAt *time.Time `json:"disconnectedAt,omitempty"`
+	// Refused says why the node's last stream was refused (its certificate did not name
+	// the gateway of its node cluster, or it had none); it got nothing.
+	Refused string                 `json:"refused,omitempty"`
+	Streams int                    `json:"streams"`
+	Delta   bool                   `json:"delta"`
+	Types   map[string]*TypeStatus `json:"types"`
 }
 
 // TypeStatus is the exchange of one resource type with one node.
@@ -48,6 +54,9 @@ type stream struct {
 	node   string
 	sent   map[string]string // nonce → version
 	opened time.Time
+	// With authentication: the gateway the client certificate names, or why there is none.
+	identity, reject string
+	authorized       bool
 }
 
 // nodes is the registry behind the callbacks.
@@ -59,27 +68,37 @@ type nodes struct {
 	known   func(gateway string) bool
 	onNew   func(node, gateway string) // a node's first stream of a gateway nobody serves
 	m       *metrics
+	// auth: streams are served only the gateway their certificate names; onRefuse logs.
+	auth     bool
+	onRefuse func(node, cluster, reason, msg string)
 }
 
 func newNodes(m *metrics, known func(string) bool, onUnknown func(node, gateway string)) *nodes {
 	return &nodes{byID: map[string]*NodeStatus{}, streams: map[int64]*stream{}, now: time.Now, known: known, onNew: onUnknown, m: m}
 }
 
-func (n *nodes) open(id int64) {
+func (n *nodes) open(id int64, identity, reject string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.streams[id] = &stream{sent: map[string]string{}, opened: n.now()}
+	n.streams[id] = &stream{sent: map[string]string{}, opened: n.now(), identity: identity, reject: reject}
 	n.m.streams.Inc()
 	n.prune()
 }
 
 // request records the stream's node on its first request, and ACKs and NACKs after.
-func (n *nodes) request(id int64, node *corev3.Node, delta bool, typeURL, nonce string, nack *Nack) {
+// With authentication it refuses, before anything is sent, a stream whose certificate does
+// not name the gateway of its node cluster.
+func (n *nodes) request(id int64, node *corev3.Node, delta bool, typeURL, nonce string, nack *Nack) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	s := n.streams[id]
 	if s == nil {
-		return
+		return nil
+	}
+	if n.auth {
+		if err := n.authorize(s, node); err != nil {
+			return err
+		}
 	}
 	if s.node == "" && node != nil {
 		s.node = node.GetId()
@@ -101,11 +120,11 @@ func (n *nodes) request(id int64, node *corev3.Node, delta bool, typeURL, nonce 
 	}
 	st := n.byID[s.node]
 	if st == nil || nonce == "" {
-		return
+		return nil
 	}
 	version, ok := s.sent[nonce]
 	if !ok {
-		return // a nonce this stream never sent, or already answered
+		return nil // a nonce this stream never sent, or already answered
 	}
 	delete(s.sent, nonce)
 	ts := typeStatus(st, typeURL)
@@ -113,10 +132,47 @@ func (n *nodes) request(id int64, node *corev3.Node, delta bool, typeURL, nonce 
 		nack.Version = version
 		ts.LastNack = nack
 		n.m.nacks.WithLabelValues(shortType(typeURL)).Inc()
-		return
+		return nil
 	}
 	ts.Acked, ts.AckedAt = version, n.now()
 	n.m.acks.WithLabelValues(shortType(typeURL)).Inc()
+	return nil
+}
+
+// authorize lets a stream on when its certificate names the gateway of its node cluster.
+// Called with mu held.
+func (n *nodes) authorize(s *stream, node *corev3.Node) error {
+	if node == nil && s.authorized {
+		return nil // later requests of a stream whose node was checked
+	}
+	reason, msg := s.reject, ""
+	switch {
+	case reason == RejectNoCertificate:
+		msg = "no client certificate: xDS needs one issued by wafplane's CA"
+	case reason == RejectNoIdentity:
+		msg = "the client certificate names no gateway (want a URI SAN spiffe://wafplane/ns/<namespace>/gateway/<name>)"
+	case node == nil:
+		reason, msg = RejectNodeMismatch, "the first request carries no node"
+	case node.GetCluster() != s.identity:
+		reason, msg = RejectNodeMismatch, fmt.Sprintf("the client certificate is for gateway %q, the node cluster says %q", s.identity, node.GetCluster())
+	default:
+		s.authorized = true
+		return nil
+	}
+	n.m.rejected.WithLabelValues(reason).Inc()
+	id, cluster := node.GetId(), node.GetCluster()
+	if node != nil && s.node == "" {
+		now := n.now()
+		st := n.byID[id]
+		if st == nil || !st.Connected {
+			n.byID[id] = &NodeStatus{ID: id, Gateway: cluster, ConnectedSince: s.opened, DisconnectedAt: &now,
+				Types: map[string]*TypeStatus{}, Refused: reason + ": " + msg}
+		}
+	}
+	if n.onRefuse != nil {
+		n.onRefuse(id, cluster, reason, msg)
+	}
+	return status.Error(codes.PermissionDenied, "wafplane xDS: stream refused: "+msg)
 }
 
 func (n *nodes) response(id int64, typeURL, version, nonce string) {

@@ -37,6 +37,17 @@ type Server struct {
 	ready     atomic.Bool
 
 	addr atomic.Pointer[net.Addr]
+	auth *Auth
+}
+
+// SetAuth makes the server authenticate Envoys by their client certificates (auth.go);
+// call it before Start.
+func (s *Server) SetAuth(a *Auth) {
+	s.auth = a
+	s.nodes.auth = a != nil
+	s.nodes.onRefuse = func(node, cluster, reason, msg string) {
+		s.log.Warn("xDS stream refused", "node", node, "cluster", cluster, "reason", reason, "detail", msg)
+	}
 }
 
 // nodeGateway keys the cache by the node's cluster: the gateway's "namespace/name".
@@ -88,11 +99,15 @@ func (s *Server) Start(ctx context.Context, address string) error {
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	a := lis.Addr()
 	s.addr.Store(&a)
-	gs := grpc.NewServer(
-		grpc.MaxConcurrentStreams(1<<20),
+	opts := []grpc.ServerOption{
+		grpc.MaxConcurrentStreams(1 << 20),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 5 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),
-	)
+	}
+	if s.auth != nil {
+		opts = append(opts, grpc.Creds(s.auth.credentials()))
+	}
+	gs := grpc.NewServer(opts...)
 	xs := serverv3.NewServer(ctx, s.cache, callbacks{s.nodes}, sotwv3.WithOrderedADS(), sotwv3.WithLogger(cacheLogger(s.log)))
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, xs)
 	listenerservice.RegisterListenerDiscoveryServiceServer(gs, xs)
@@ -103,7 +118,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 
 	errc := make(chan error, 1)
 	go func() { errc <- gs.Serve(lis) }()
-	s.log.Info("xDS serving", "address", a.String())
+	s.log.Info("xDS serving", "address", a.String(), "mtls", s.auth != nil)
 	select {
 	case <-ctx.Done():
 		gs.Stop()
