@@ -138,7 +138,7 @@ type injections struct {
 	} `json:"gateways"`
 }
 
-func (w *wafplaneProc) injections(t *testing.T) injections {
+func (w *wafplaneProc) injections(t testing.TB) injections {
 	t.Helper()
 	var out injections
 	must(t, json.Unmarshal([]byte(w.admin200(t, "/injections")), &out))
@@ -159,7 +159,7 @@ func (w *wafplaneProc) admin200(t testing.TB, path string) string {
 }
 
 // metric returns the value of a metric line that starts with prefix, "" when absent.
-func (w *wafplaneProc) metric(t *testing.T, prefix string) string {
+func (w *wafplaneProc) metric(t testing.TB, prefix string) string {
 	t.Helper()
 	for _, l := range strings.Split(w.admin200(t, "/metrics"), "\n") {
 		if strings.HasPrefix(l, prefix+" ") {

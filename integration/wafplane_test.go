@@ -70,7 +70,7 @@ type instance struct {
 // start runs wafplane serve on free loopback ports with the gateways file (or, given none,
 // wafplane alone with its embedded default) and waits until
 // /readyz answers 200. The process is stopped with SIGTERM at cleanup and must exit 0.
-func start(t *testing.T, gatewaysYAML string) *instance {
+func start(t *testing.T, gatewaysYAML string, extra ...string) *instance {
 	t.Helper()
 	in := &instance{gateways: filepath.Join(t.TempDir(), "gateways.yaml"), log: &lockedBuffer{}}
 	args := []string{"serve", "--gateways", in.gateways}
@@ -82,8 +82,9 @@ func start(t *testing.T, gatewaysYAML string) *instance {
 	ports := kubetest.FreePorts(t, 4)
 	procPort, healthPort := ports[1], ports[2]
 	in.xds, in.processor, in.admin = "127.0.0.1:"+ports[0], "127.0.0.1:"+procPort, "127.0.0.1:"+ports[3]
-	cmd := exec.Command(binary, append(args, "--xds-address", in.xds, "--admin-address", in.admin,
-		"--host", "127.0.0.1", "--port", procPort, "--health-port", healthPort, "--log-level", "debug")...)
+	args = append(args, "--xds-address", in.xds, "--admin-address", in.admin,
+		"--host", "127.0.0.1", "--port", procPort, "--health-port", healthPort, "--log-level", "debug")
+	cmd := exec.Command(binary, append(args, extra...)...)
 	cmd.Stdout, cmd.Stderr = in.log, in.log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,11 +1,14 @@
 package snapshot
 
 import (
+	"path"
 	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/wafplane/wafplane/discovery"
@@ -21,7 +24,18 @@ type BootstrapOptions struct {
 	XDSHost   string
 	XDSPort   uint32
 	AdminPort uint32 // on 127.0.0.1; 0 for none
+	// CertDir, when set, makes Envoy speak mTLS to wafplane with the files wafplane issues
+	// there (tls.crt, tls.key: the gateway's client certificate; ca.crt: wafplane's CA),
+	// checking that the server's certificate names XDSHost.
+	CertDir string
 }
+
+// Files of a gateway's xDS client certificate, as in a kubernetes.io/tls Secret.
+const (
+	ClientCertFile = "tls.crt"
+	ClientKeyFile  = "tls.key"
+	CAFile         = "ca.crt"
+)
 
 // Bootstrap is the Envoy bootstrap for a gateway: node cluster = the gateway, every
 // dynamic resource over one delta ADS stream to wafplane, reached over HTTP/2 with
@@ -36,6 +50,9 @@ func Bootstrap(o BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 		}),
 	}
 	resolveHost(cluster, o.XDSHost)
+	if o.CertDir != "" {
+		cluster.TransportSocket = xdsClientTLS(o.CertDir, o.XDSHost)
+	}
 	b := &bootstrapv3.Bootstrap{
 		Node: &corev3.Node{Id: o.NodeID, Cluster: o.Gateway},
 		DynamicResources: &bootstrapv3.Bootstrap_DynamicResources{
@@ -59,4 +76,31 @@ func Bootstrap(o BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// xdsClientTLS presents the gateway's certificate and accepts only a server certificate
+// of wafplane's CA that names the host Envoy dials.
+func xdsClientTLS(dir, host string) *corev3.TransportSocket {
+	file := func(name string) *corev3.DataSource {
+		return &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: path.Join(dir, name)}}
+	}
+	sanType := tlsv3.SubjectAltNameMatcher_DNS
+	if isIP(host) {
+		sanType = tlsv3.SubjectAltNameMatcher_IP_ADDRESS
+	}
+	ctx := &tlsv3.UpstreamTlsContext{
+		CommonTlsContext: &tlsv3.CommonTlsContext{
+			AlpnProtocols:   []string{"h2"},
+			TlsCertificates: []*tlsv3.TlsCertificate{{CertificateChain: file(ClientCertFile), PrivateKey: file(ClientKeyFile)}},
+			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+				TrustedCa: file(CAFile),
+				MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{SanType: sanType,
+					Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: host}}}},
+			}},
+		},
+	}
+	if !isIP(host) {
+		ctx.Sni = host
+	}
+	return &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(ctx)}}
 }

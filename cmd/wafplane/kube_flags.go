@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/wafplane/wafplane/discovery/kubernetes"
+	"github.com/wafplane/wafplane/xds/pki"
 )
 
 // kubeFlags configure `serve --source=kubernetes`.
@@ -56,7 +57,7 @@ func (k *kubeFlags) restConfig() (*rest.Config, error) {
 	return cfg, nil
 }
 
-func (k *kubeFlags) source(xdsAddress string, log *slog.Logger) (*kubernetes.Source, error) {
+func (k *kubeFlags) source(xdsAddress string, ca func() *pki.CA, log *slog.Logger) (*kubernetes.Source, error) {
 	cfg, err := k.restConfig()
 	if err != nil {
 		return nil, err
@@ -73,9 +74,13 @@ func (k *kubeFlags) source(xdsAddress string, log *slog.Logger) (*kubernetes.Sou
 			return nil, fmt.Errorf("--xds-address %q: %w", xdsAddress, err)
 		}
 		xds := net.JoinHostPort(k.serviceHost(), port)
-		src.Provision = &kubernetes.Provisioner{Image: k.envoyImage, ServiceType: corev1.ServiceType(k.serviceType),
+		certDir := ""
+		if ca != nil {
+			certDir = kubernetes.XDSCertDir
+		}
+		src.Provision = &kubernetes.Provisioner{Image: k.envoyImage, ServiceType: corev1.ServiceType(k.serviceType), CA: ca,
 			Bootstrap: func(gateway string) ([]byte, error) {
-				b, err := bootstrapFlags{gateway: gateway, xdsAddress: xds, adminPort: 9901}.bootstrap()
+				b, err := bootstrapFlags{gateway: gateway, xdsAddress: xds, adminPort: 9901, mountedCertDir: certDir}.bootstrap()
 				if err != nil {
 					return nil, err
 				}

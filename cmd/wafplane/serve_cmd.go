@@ -31,6 +31,11 @@ type serveFlags struct {
 	processorAddress string
 	kube             kubeFlags
 	inject           injectFlags
+	xdsTLS           bool
+	xdsTLSSet        bool // --xds-tls given; else it is on unless the address is loopback
+	xdsCADir         string
+	xdsCASecret      string
+	xdsServerNames   []string
 	injectTLSSet     bool // --inject-processor-tls given; else it follows --tls
 }
 
@@ -44,7 +49,11 @@ func newServeCommand(logs *logOptions) *cobra.Command {
 	env := &envFlags{fs: cmd.Flags()}
 	env.String(&f.source, "source", "file", "where gateways come from: file or kubernetes")
 	env.String(&f.gateways, "gateways", "", "gateways YAML file, watched (empty: the embedded default gateway default/demo on :10000 → 127.0.0.1:8080)")
-	env.String(&f.xdsAddress, "xds-address", ":18000", "ADS gRPC address Envoys bootstrap against")
+	env.String(&f.xdsAddress, "xds-address", "", "ADS gRPC address Envoys bootstrap against (default 127.0.0.1:18000 with --source=file, :18000 with kubernetes)")
+	env.Bool(&f.xdsTLS, "xds-tls", true, "mTLS on xDS: Envoys present a client certificate of wafplane's CA naming their gateway (default on, except on a loopback address); false serves every gateway's configuration and keys to anyone who connects: labs only")
+	env.String(&f.xdsCADir, "xds-ca-dir", defaultCADir(), "--source=file: directory of the xDS CA, made on the first start (`wafplane bootstrap --cert-dir` issues client certificates from it)")
+	env.String(&f.xdsCASecret, "xds-ca-secret", "wafplane-ca", "--source=kubernetes: Secret in --namespace holding the xDS CA, made on the first start and rotated before it expires")
+	env.StringSlice(&f.xdsServerNames, "xds-server-names", nil, "names and addresses Envoys dial for xDS, written into its certificate (default: in Kubernetes the Service's names; else localhost, 127.0.0.1, this host's name and the listen address)")
 	env.String(&f.processorAddress, "processor-address", "", "host:port Envoys dial to reach the processor (default 127.0.0.1:<port>)")
 	f.processor.register(env, "0.0.0.0", 18080, 18081, false)
 	f.kube.register(env)
@@ -55,6 +64,7 @@ func newServeCommand(logs *logOptions) *cobra.Command {
 			return errors.Join(env.errs...)
 		}
 		f.injectTLSSet = cmd.Flags().Changed("inject-processor-tls") || os.Getenv("WAFPLANE_INJECT_PROCESSOR_TLS") != ""
+		f.xdsTLSSet = cmd.Flags().Changed("xds-tls") || os.Getenv("WAFPLANE_XDS_TLS") != ""
 		log, err := logs.logger(os.Stderr)
 		if err != nil {
 			return err
@@ -83,6 +93,15 @@ func (f *serveFlags) run(ctx context.Context, log *slog.Logger) error {
 	if f.source != "file" && f.source != "kubernetes" {
 		return fmt.Errorf("--source %q: want file or kubernetes", f.source)
 	}
+	if f.xdsAddress == "" {
+		f.xdsAddress = "127.0.0.1:18000"
+		if f.source == "kubernetes" {
+			f.xdsAddress = ":18000"
+		}
+	}
+	if !f.xdsTLSSet {
+		f.xdsTLS = !loopback(f.xdsAddress)
+	}
 	cfg, err := f.processor.config()
 	if err != nil {
 		return err
@@ -100,6 +119,10 @@ func (f *serveFlags) run(ctx context.Context, log *slog.Logger) error {
 		return err
 	}
 	xs := xds.New(log.With("component", "xds"), reg)
+	ca, caRun, err := f.xdsAuth(ctx, log.With("component", "xds"), xs)
+	if err != nil {
+		return err
+	}
 	loop := newTranslateLoop(xs, opts, reg, log.With("component", "translate"))
 	var src discovery.Source = &file.Source{Path: f.gateways, Log: log.With("component", "discovery")}
 	var injections http.Handler = http.HandlerFunc(injectionsOff)
@@ -107,7 +130,7 @@ func (f *serveFlags) run(ctx context.Context, log *slog.Logger) error {
 		return errors.New("--inject: needs --source=kubernetes")
 	}
 	if f.source == "kubernetes" {
-		ks, err := f.kube.source(f.xdsAddress, log.With("component", "discovery"))
+		ks, err := f.kube.source(f.xdsAddress, ca, log.With("component", "discovery"))
 		if err != nil {
 			return err
 		}
@@ -125,6 +148,9 @@ func (f *serveFlags) run(ctx context.Context, log *slog.Logger) error {
 	g.Go(func() error { return src.Run(ctx, updates) })
 	g.Go(func() error { return loop.run(ctx, updates) })
 	g.Go(func() error { return xs.Start(ctx, f.xdsAddress) })
+	if caRun != nil {
+		g.Go(func() error { return caRun(ctx) })
+	}
 	g.Go(func() error { return proc.Start(ctx) })
 	if f.processor.adminAddress != "" {
 		mux := adminMux(reg, proc, xs)

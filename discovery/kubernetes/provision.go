@@ -1,10 +1,12 @@
 package kubernetes
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -13,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/wafplane/wafplane/xds/pki"
 )
 
 // Labels on provisioned objects.
@@ -31,9 +35,19 @@ type Provisioner struct {
 	Image       string             // DefaultEnvoyImage when empty
 	ServiceType corev1.ServiceType // LoadBalancer when empty
 	// Bootstrap returns the Envoy bootstrap (what `wafplane bootstrap` prints) for the
-	// gateway "namespace/name".
+	// gateway "namespace/name"; with CA, one that reads its xDS client certificate from
+	// XDSCertDir.
 	Bootstrap func(gateway string) ([]byte, error)
+	// CA, when set, issues each Gateway's Envoys an xDS client certificate naming the
+	// Gateway, kept in a Secret they mount at XDSCertDir.
+	CA func() *pki.CA
 }
+
+// XDSCertDir is where provisioned Envoys find their xDS client certificate.
+const XDSCertDir = "/etc/wafplane/xds"
+
+// xdsSecretName is the Secret with a Gateway's xDS client certificate.
+func xdsSecretName(gateway string) string { return provisionedName(gateway) + "-xds" }
 
 // provisionedName is the name of a Gateway's Deployment, Service and ConfigMap.
 func provisionedName(gateway string) string {
@@ -82,15 +96,13 @@ func (p *Provisioner) desired(g *gwapiv1.Gateway) (*corev1.ConfigMap, *appsv1.De
 					Args:         []string{"-c", "/etc/envoy/bootstrap.yaml", "--service-node", "$(POD_NAME)", "--log-level", "info"},
 					Env:          []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
 					Ports:        cports,
-					VolumeMounts: []corev1.VolumeMount{{Name: "bootstrap", MountPath: "/etc/envoy", ReadOnly: true}},
+					VolumeMounts: p.mounts(),
 					SecurityContext: &corev1.SecurityContext{
 						AllowPrivilegeEscalation: ptr(false),
 						Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"NET_BIND_SERVICE"}},
 					},
 				}},
-				Volumes: []corev1.Volume{{Name: "bootstrap", VolumeSource: corev1.VolumeSource{
-					ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: name}},
-				}}},
+				Volumes: p.volumes(g.Name),
 			},
 		},
 	}}
@@ -100,6 +112,61 @@ func (p *Provisioner) desired(g *gwapiv1.Gateway) (*corev1.ConfigMap, *appsv1.De
 	}
 	svc := &corev1.Service{ObjectMeta: om, Spec: corev1.ServiceSpec{Type: st, Selector: labels, Ports: sports}}
 	return cm, dep, svc, nil
+}
+
+func (p *Provisioner) mounts() []corev1.VolumeMount {
+	m := []corev1.VolumeMount{{Name: "bootstrap", MountPath: "/etc/envoy", ReadOnly: true}}
+	if p.CA != nil {
+		m = append(m, corev1.VolumeMount{Name: "xds-cert", MountPath: XDSCertDir, ReadOnly: true})
+	}
+	return m
+}
+
+func (p *Provisioner) volumes(gateway string) []corev1.Volume {
+	v := []corev1.Volume{{Name: "bootstrap", VolumeSource: corev1.VolumeSource{
+		ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: provisionedName(gateway)}},
+	}}}
+	if p.CA != nil {
+		v = append(v, corev1.Volume{Name: "xds-cert", VolumeSource: corev1.VolumeSource{
+			Secret: &corev1.SecretVolumeSource{SecretName: xdsSecretName(gateway), DefaultMode: ptr(int32(0o440))},
+		}})
+	}
+	return v
+}
+
+// reconcileCert keeps the Gateway's xDS client certificate: issued when missing, when its
+// CA is no longer the current one, or before it expires.
+func (p *Provisioner) reconcileCert(ctx context.Context, kc kubernetes.Interface, o objects, g *gwapiv1.Gateway, om metav1.ObjectMeta) error {
+	ca := p.CA()
+	name := xdsSecretName(g.Name)
+	var cur *corev1.Secret
+	for _, x := range o.secrets {
+		if x.Namespace == g.Namespace && x.Name == name {
+			cur = x
+		}
+	}
+	now := time.Now()
+	if cur != nil && !ca.NeedsRenewal(cur.Data[corev1.TLSCertKey], now) && bytes.Equal(cur.Data[pki.BundleFile], ca.BundlePEM()) {
+		return nil
+	}
+	certPEM, keyPEM, err := ca.IssueGateway(key(g), now)
+	if err != nil {
+		return err
+	}
+	data := map[string][]byte{corev1.TLSCertKey: certPEM, corev1.TLSPrivateKeyKey: keyPEM, pki.BundleFile: ca.BundlePEM()}
+	if cur == nil {
+		om.Name = name
+		_, err = kc.CoreV1().Secrets(g.Namespace).Create(ctx, &corev1.Secret{ObjectMeta: om, Type: corev1.SecretTypeTLS, Data: data},
+			metav1.CreateOptions{FieldManager: managedBy})
+	} else {
+		upd := cur.DeepCopy()
+		upd.Data = data
+		_, err = kc.CoreV1().Secrets(g.Namespace).Update(ctx, upd, metav1.UpdateOptions{FieldManager: managedBy})
+	}
+	if err != nil {
+		return fmt.Errorf("Secret %s/%s: %w", g.Namespace, name, err)
+	}
+	return nil
 }
 
 func trimPortName(s string) string {
@@ -135,6 +202,11 @@ func (p *Provisioner) reconcile(ctx context.Context, kc kubernetes.Interface, o 
 			curSvc = x
 		}
 	}
+	if p.CA != nil {
+		if err := p.reconcileCert(ctx, kc, o, g, cm.ObjectMeta); err != nil {
+			return err
+		}
+	}
 	opts := metav1.CreateOptions{FieldManager: managedBy}
 	upd := metav1.UpdateOptions{FieldManager: managedBy}
 	switch {
@@ -153,7 +225,8 @@ func (p *Provisioner) reconcile(ctx context.Context, kc kubernetes.Interface, o 
 		_, err = kc.AppsV1().Deployments(ns).Create(ctx, dep, opts)
 	case len(curDep.Spec.Template.Spec.Containers) == 0 ||
 		dep.Spec.Template.Spec.Containers[0].Image != curDep.Spec.Template.Spec.Containers[0].Image ||
-		!equality.Semantic.DeepEqual(dep.Spec.Template.Spec.Containers[0].Ports, curDep.Spec.Template.Spec.Containers[0].Ports):
+		!equality.Semantic.DeepEqual(dep.Spec.Template.Spec.Containers[0].Ports, curDep.Spec.Template.Spec.Containers[0].Ports) ||
+		len(dep.Spec.Template.Spec.Volumes) != len(curDep.Spec.Template.Spec.Volumes):
 		d := curDep.DeepCopy()
 		d.Spec.Template = dep.Spec.Template
 		_, err = kc.AppsV1().Deployments(ns).Update(ctx, d, upd)

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	k8s "k8s.io/client-go/kubernetes"
+
+	"github.com/wafplane/wafplane/discovery/kubernetes"
+	"github.com/wafplane/wafplane/xds"
+	"github.com/wafplane/wafplane/xds/pki"
+)
+
+// loopback says whether a listen address is reachable from this host only.
+func loopback(address string) bool {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// xdsAuth sets up mTLS on xDS: the CA (a directory with --source=file, a Secret in
+// Kubernetes), the server's names, and the server's authentication. It returns the CA for
+// provisioning (nil when xDS is plaintext) and what keeps the CA fresh, if anything.
+func (f *serveFlags) xdsAuth(ctx context.Context, log *slog.Logger, xs *xds.Server) (func() *pki.CA, func(context.Context) error, error) {
+	if !f.xdsTLS {
+		if loopback(f.xdsAddress) {
+			log.Info("xDS is plaintext on loopback: only Envoys on this host can reach it", "address", f.xdsAddress)
+		} else {
+			log.Warn("xDS is plaintext and unauthenticated (--xds-tls=false): anyone who reaches it gets every gateway's configuration and TLS keys; use it in labs only",
+				"address", f.xdsAddress)
+		}
+		return nil, nil, nil
+	}
+	hosts := f.xdsServerNames
+	var current func() *pki.CA
+	var run func(context.Context) error
+	if f.source == "kubernetes" {
+		cfg, err := f.kube.restConfig()
+		if err != nil {
+			return nil, nil, err
+		}
+		kc, err := k8s.NewForConfig(cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		store := &kubernetes.CAStore{Client: kc, Namespace: f.kube.namespace, Name: f.xdsCASecret, Log: log}
+		if _, err := store.Load(ctx); err != nil {
+			return nil, nil, fmt.Errorf("--xds-ca-secret: %w", err)
+		}
+		current = store.Current
+		run = func(ctx context.Context) error { return store.Run(ctx, 10*time.Minute) }
+		if len(hosts) == 0 {
+			svc := fmt.Sprintf("%s.%s", f.kube.service, f.kube.namespace)
+			hosts = []string{f.kube.service, svc, svc + ".svc", f.kube.serviceHost()}
+		}
+	} else {
+		ca, err := pki.LoadDir(f.xdsCADir, true, time.Now())
+		if err != nil {
+			return nil, nil, fmt.Errorf("--xds-ca-dir: %w", err)
+		}
+		current = func() *pki.CA { return ca }
+		log.Info("xDS CA", "dir", f.xdsCADir, "ca", ca.Fingerprint(), "expires", ca.Cert.NotAfter)
+		if len(hosts) == 0 {
+			hosts = []string{"localhost", "127.0.0.1", "::1"}
+			if name, err := os.Hostname(); err == nil {
+				hosts = append(hosts, name)
+			}
+			if host, _, err := net.SplitHostPort(f.xdsAddress); err == nil && host != "" {
+				if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
+					hosts = append(hosts, host)
+				}
+			}
+		}
+	}
+	xs.SetAuth(&xds.Auth{CA: current, Hosts: hosts})
+	log.Info("xDS requires client certificates naming the gateway", "server_names", hosts)
+	return current, run, nil
+}

@@ -1,0 +1,211 @@
+package integration
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
+	"sigs.k8s.io/yaml"
+
+	"github.com/wafplane/wafplane/xds/pki"
+	"github.com/wafplane/wafplane/xds/xdstest"
+)
+
+// TestKubernetesXDSCertificates: with mTLS on xDS, wafplane keeps its CA in a Secret,
+// issues each provisioned Envoy Deployment a client certificate naming its Gateway in a
+// Secret it mounts, and its bootstrap uses it; that certificate gets the Gateway's
+// snapshot and nothing else does.
+func TestKubernetesXDSCertificates(t *testing.T) {
+	env, kubeconfig := kubeEnv(t)
+	w := runWafplane(t, kubeconfig, "--xds-tls=true")
+	kc := env.Clientset()
+	gc, err := gwclient.NewForConfig(env.Admin)
+	must(t, err)
+	ctx := context.Background()
+	namespace(t, kc, "shop")
+
+	caSecret, err := kc.CoreV1().Secrets("wafplane-system").Get(ctx, "wafplane-ca", metav1.GetOptions{})
+	must(t, err)
+	ca, err := pki.Parse(caSecret.Data["ca.crt"], caSecret.Data["ca.key"])
+	must(t, err)
+
+	_, err = gc.GatewayV1().Gateways("shop").Create(ctx, &gwapiv1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: "edge", Namespace: "shop"},
+		Spec: gwapiv1.GatewaySpec{GatewayClassName: "wafplane", Listeners: []gwapiv1.Listener{{Name: "http", Port: 8080, Protocol: gwapiv1.HTTPProtocolType}}}},
+		metav1.CreateOptions{})
+	must(t, err)
+
+	var secret *corev1.Secret
+	eventually(t, "the client certificate Secret", 30*time.Second, func() bool {
+		secret, err = kc.CoreV1().Secrets("shop").Get(ctx, "wafplane-edge-xds", metav1.GetOptions{})
+		return err == nil
+	})
+	certs, err := pki.ParseCertificates(secret.Data["tls.crt"])
+	must(t, err)
+	if _, err := certs[0].Verify(x509.VerifyOptions{Roots: ca.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Fatalf("the client certificate does not verify against the CA Secret: %v", err)
+	}
+	if g, ok := pki.GatewayOf(certs[0]); !ok || g != "shop/edge" {
+		t.Fatalf("the client certificate names %q", g)
+	}
+
+	eventually(t, "the provisioned Deployment", 30*time.Second, func() bool {
+		_, err := kc.AppsV1().Deployments("shop").Get(ctx, "wafplane-edge", metav1.GetOptions{})
+		return err == nil
+	})
+	dep, err := kc.AppsV1().Deployments("shop").Get(ctx, "wafplane-edge", metav1.GetOptions{})
+	must(t, err)
+	mounted := false
+	for _, v := range dep.Spec.Template.Spec.Volumes {
+		mounted = mounted || v.Secret != nil && v.Secret.SecretName == "wafplane-edge-xds"
+	}
+	for _, m := range dep.Spec.Template.Spec.Containers[0].VolumeMounts {
+		mounted = mounted && (m.Name != "xds-cert" || m.MountPath == "/etc/wafplane/xds")
+	}
+	if !mounted {
+		t.Fatalf("the Deployment does not mount the certificate Secret at /etc/wafplane/xds: %+v", dep.Spec.Template.Spec)
+	}
+	cm, err := kc.CoreV1().ConfigMaps("shop").Get(ctx, "wafplane-edge", metav1.GetOptions{})
+	must(t, err)
+	js, err := yaml.YAMLToJSON([]byte(cm.Data["bootstrap.yaml"]))
+	must(t, err)
+	var b bootstrapv3.Bootstrap
+	must(t, protojson.Unmarshal(js, &b))
+	must(t, b.ValidateAll())
+	var up tlsv3.UpstreamTlsContext
+	must(t, b.GetStaticResources().GetClusters()[0].GetTransportSocket().GetTypedConfig().UnmarshalTo(&up))
+	if got := up.GetCommonTlsContext().GetTlsCertificates()[0].GetCertificateChain().GetFilename(); got != "/etc/wafplane/xds/tls.crt" {
+		t.Errorf("bootstrap client certificate %q", got)
+	}
+	if got := up.GetCommonTlsContext().GetValidationContext().GetTrustedCa().GetFilename(); got != "/etc/wafplane/xds/ca.crt" {
+		t.Errorf("bootstrap CA %q", got)
+	}
+
+	// The xDS server as the Envoy reaches it: through the Service's name.
+	pair, err := tls.X509KeyPair(secret.Data["tls.crt"], secret.Data["tls.key"])
+	must(t, err)
+	dialXDS := func(certs []tls.Certificate) *grpc.ClientConn {
+		conn, err := grpc.NewClient(w.xds, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
+			RootCAs: ca.Pool(), Certificates: certs, ServerName: "wafplane.wafplane-system.svc.cluster.local"})))
+		must(t, err)
+		t.Cleanup(func() { conn.Close() })
+		return conn
+	}
+	listeners := func(conn *grpc.ClientConn, cluster string) ([]string, error) {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		d, err := xdstest.NewDelta(cctx, conn, &corev3.Node{Id: "edge-0", Cluster: cluster})
+		if err != nil {
+			return nil, err
+		}
+		if err := d.Subscribe(resourcev3.ListenerType); err != nil {
+			return nil, err
+		}
+		r, err := d.Recv()
+		if err != nil {
+			return nil, err
+		}
+		var names []string
+		for _, res := range r.Resources {
+			names = append(names, res.Name)
+		}
+		return names, nil
+	}
+	names, err := listeners(dialXDS([]tls.Certificate{pair}), "shop/edge")
+	if err != nil || len(names) == 0 || !strings.HasPrefix(names[0], "shop/edge/") {
+		t.Fatalf("with the Gateway's certificate: %v %v", names, err)
+	}
+	if names, err := listeners(dialXDS(nil), "shop/edge"); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("without a certificate: %v %v, want PermissionDenied", names, err)
+	}
+	if names, err := listeners(dialXDS([]tls.Certificate{pair}), "shop/other"); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("another node cluster: %v %v, want PermissionDenied", names, err)
+	}
+	if v := w.metric(t, `wafplane_xds_rejected_streams_total{reason="no_certificate"}`); v != "1" {
+		t.Errorf("rejected{no_certificate} = %q", v)
+	}
+
+	// A listener certificate's private key goes to the gateway's Envoys over SDS, and
+	// nowhere else: not /snapshots, not /nodes, not the log.
+	const keyMaterial = "PRIVATE-KEY-MATERIAL-7f3a9c"
+	_, err = kc.CoreV1().Secrets("shop").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "site-cert", Namespace: "shop"},
+		Type: corev1.SecretTypeTLS, Data: map[string][]byte{"tls.crt": []byte("CERTIFICATE"), "tls.key": []byte(keyMaterial)}}, metav1.CreateOptions{})
+	must(t, err)
+	_, err = gc.GatewayV1().Gateways("shop").Create(ctx, &gwapiv1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: "secure", Namespace: "shop"},
+		Spec: gwapiv1.GatewaySpec{GatewayClassName: "wafplane", Listeners: []gwapiv1.Listener{{Name: "https", Port: 8443, Protocol: gwapiv1.HTTPSProtocolType,
+			TLS: &gwapiv1.ListenerTLSConfig{CertificateRefs: []gwapiv1.SecretObjectReference{{Name: "site-cert"}}}}}}}, metav1.CreateOptions{})
+	must(t, err)
+	eventually(t, "shop/secure published", 30*time.Second, func() bool {
+		return strings.Contains(w.admin200(t, "/snapshots"), "shop/secure")
+	})
+	for _, path := range []string{"/snapshots", "/snapshots/shop/secure", "/nodes"} {
+		if strings.Contains(w.admin200(t, path), keyMaterial) {
+			t.Errorf("%s shows the private key", path)
+		}
+	}
+	if strings.Contains(w.log.String(), keyMaterial) {
+		t.Error("the log shows the private key")
+	}
+}
+
+// TestBootstrapCertDir: outside Kubernetes, serve keeps its CA in a directory and
+// `wafplane bootstrap --cert-dir` issues a gateway's client certificate from it; with it
+// the gateway's snapshot comes over mTLS, and the bootstrap points at those files.
+func TestBootstrapCertDir(t *testing.T) {
+	dir := t.TempDir()
+	caDir, certDir := dir+"/ca", dir+"/envoy"
+	in := start(t, "", "--xds-tls=true", "--xds-ca-dir", caDir)
+	out, err := exec.Command(binary, "bootstrap", "--gateway", "default/demo", "--xds-address", in.xds,
+		"--cert-dir", certDir, "--ca-dir", caDir, "-o", "json").Output()
+	if err != nil {
+		t.Fatalf("bootstrap: %v", err)
+	}
+	var b bootstrapv3.Bootstrap
+	must(t, protojson.Unmarshal(out, &b))
+	must(t, b.ValidateAll())
+	var up tlsv3.UpstreamTlsContext
+	must(t, b.GetStaticResources().GetClusters()[0].GetTransportSocket().GetTypedConfig().UnmarshalTo(&up))
+	chain := up.GetCommonTlsContext().GetTlsCertificates()[0]
+	certPEM, err := os.ReadFile(chain.GetCertificateChain().GetFilename())
+	must(t, err)
+	keyPEM, err := os.ReadFile(chain.GetPrivateKey().GetFilename())
+	must(t, err)
+	caPEM, err := os.ReadFile(up.GetCommonTlsContext().GetValidationContext().GetTrustedCa().GetFilename())
+	must(t, err)
+	if st, err := os.Stat(chain.GetPrivateKey().GetFilename()); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("key file mode %v %v", st.Mode(), err)
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	must(t, err)
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	conn, err := grpc.NewClient(in.xds, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: roots, Certificates: []tls.Certificate{pair}})))
+	must(t, err)
+	defer conn.Close()
+	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d, err := xdstest.NewDelta(cctx, conn, &corev3.Node{Id: "demo-0", Cluster: "default/demo"})
+	must(t, err)
+	must(t, d.Subscribe(resourcev3.ListenerType))
+	r, err := d.Recv()
+	if err != nil || len(r.Resources) == 0 {
+		t.Fatalf("listeners over mTLS: %v %v", r, err)
+	}
+}
