@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -124,6 +125,7 @@ func TestHelmChart(t *testing.T) {
 		{"injector", "injector: {enabled: true, proxies: [istio, envoy-gateway], processor: {port: 443, tls: true}}"},
 		{"processor deployment", "injector: {enabled: true}\nprocessor: {deployment: {enabled: true}}"},
 		{"processor deployment without autoscaling", "processor: {deployment: {enabled: true, replicas: 3, autoscaling: {enabled: false}, podDisruptionBudget: {enabled: false}}}"},
+		{"extra gateway pods", "networkPolicy: {extraGatewayPods: [{namespaceSelector: {matchLabels: {team: edge}}, podSelector: {matchLabels: {app: my-envoy}}}]}"},
 		{"datadog layout", "datadog:\n  apiKey: ignored\n  appsec:\n    injector:\n      enabled: true\n      autoDetect: false\n      proxies: [istio-gateway]\n      processor:\n        service: {name: dd-processor, namespace: datadog}\n        port: 443\n"},
 	}
 	rendered := map[string][]*unstructured.Unstructured{}
@@ -164,7 +166,7 @@ func TestHelmChart(t *testing.T) {
 				t.Errorf("control plane args %v lack %s", args, want)
 			}
 		}
-		for _, kind := range []string{"Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"} {
+		for _, kind := range []string{"Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy"} {
 			if find(objs, kind, "wafplane-processor") == nil {
 				t.Errorf("no %s wafplane-processor", kind)
 			}
@@ -194,6 +196,28 @@ func TestHelmChart(t *testing.T) {
 			if !hasArg(args, want) {
 				t.Errorf("args %v lack %s", args, want)
 			}
+		}
+	})
+
+	t.Run("network policies", func(t *testing.T) {
+		np := find(rendered["default"], "NetworkPolicy", "wafplane")
+		if np == nil {
+			t.Fatal("no NetworkPolicy by default")
+		}
+		rules, _, _ := unstructured.NestedSlice(np.Object, "spec", "ingress")
+		peers := map[string]int{}
+		for _, r := range rules {
+			from, _, _ := unstructured.NestedSlice(r.(map[string]any), "from")
+			ports, _, _ := unstructured.NestedSlice(r.(map[string]any), "ports")
+			peers[fmt.Sprint(ports[0].(map[string]any)["port"])] = len(from)
+		}
+		if peers["18000"] != 1 || peers["18080"] != 4 || peers["19000"] != 1 {
+			t.Errorf("peers per port %v: want xDS from provisioned Envoys, ext_proc from the four kinds of gateway pods, admin from the namespace", peers)
+		}
+		extra := find(rendered["extra gateway pods"], "NetworkPolicy", "wafplane")
+		rules, _, _ = unstructured.NestedSlice(extra.Object, "spec", "ingress")
+		if from, _, _ := unstructured.NestedSlice(rules[1].(map[string]any), "from"); len(from) != 5 {
+			t.Errorf("extraGatewayPods not added to ext_proc: %v", from)
 		}
 	})
 

@@ -71,7 +71,7 @@ func startKube(t testing.TB) *kubeInstance {
 func kubeEnv(t testing.TB) (*kubetest.Env, string) {
 	t.Helper()
 	env := kubetest.Start(t)
-	for _, f := range []string{"namespace.yaml", "rbac.yaml", "wafplane.yaml", "gatewayclass.yaml"} {
+	for _, f := range []string{"namespace.yaml", "rbac.yaml", "wafplane.yaml", "gatewayclass.yaml", "networkpolicy.yaml"} {
 		raw, err := os.ReadFile(filepath.Join("..", "deploy", "kubernetes", f))
 		must(t, err)
 		env.Apply(raw)
