@@ -13,15 +13,21 @@ const sourceAddressAttribute = "source.address"
 
 // clientIPResolver finds the client address without trusting what a client can forge.
 //
-// The chain is X-Forwarded-For (left to right) followed by the peer Envoy saw. It is read
-// from the right: entries inside a trusted CIDR are proxies and skipped, and then
-// TrustedHops more entries are skipped; the first entry left is the client. The left-most
-// X-Forwarded-For entry, the one a client writes, is only reached when every hop after it
-// is trusted.
+// The chain is X-Forwarded-For (left to right) followed by the peer Envoy saw, unless the
+// peer is already its last entry (Envoy with use_remote_address appends it): the peer is
+// one hop, counted once. It is read from the right: entries inside a trusted CIDR are
+// proxies and skipped, then TrustedHops more entries are skipped; the first entry left is
+// the client. When the chain is shorter than TrustedHops says, the peer is the client, as
+// in Envoy's xff_num_trusted_hops: the left-most entry, the one a client writes, is never
+// believed for want of entries. It is the client only when every hop after it is a trusted
+// CIDR.
 type clientIPResolver struct {
-	header       string // an extra header (e.g. x-real-ip), used only when the peer is trusted or unknown
-	trustedHops  int
-	trustedCIDRs []netip.Prefix
+	// header is an extra header (e.g. x-real-ip), believed only from a trusted peer, or,
+	// with headerWithoutPeer, also when Envoy does not send the peer (source.address).
+	header            string
+	headerWithoutPeer bool
+	trustedHops       int
+	trustedCIDRs      []netip.Prefix
 }
 
 func (c *clientIPResolver) trusted(a netip.Addr) bool {
@@ -35,7 +41,7 @@ func (c *clientIPResolver) trusted(a netip.Addr) bool {
 
 func (c *clientIPResolver) resolve(attrs map[string]*structpb.Struct, headers map[string][]string) string {
 	peer, havePeer := sourceAddress(attrs)
-	if c.header != "" && (!havePeer || c.trusted(peer)) {
+	if c.header != "" && (havePeer && c.trusted(peer) || !havePeer && c.headerWithoutPeer) {
 		if a, ok := lastValidIP(headers[c.header]); ok {
 			return a.String()
 		}
@@ -52,14 +58,14 @@ func (c *clientIPResolver) resolve(attrs map[string]*structpb.Struct, headers ma
 			chain = append(chain, a)
 		}
 	}
-	if havePeer {
+	if havePeer && (len(chain) == 0 || chain[len(chain)-1] != peer) {
 		chain = append(chain, peer)
 	}
 	if len(chain) == 0 {
 		return ""
 	}
 	hops := c.trustedHops
-	for i := len(chain) - 1; i > 0; i-- {
+	for i := len(chain) - 1; i >= 0; i-- {
 		switch {
 		case c.trusted(chain[i]):
 		case hops > 0:
@@ -68,7 +74,12 @@ func (c *clientIPResolver) resolve(attrs map[string]*structpb.Struct, headers ma
 			return chain[i].String()
 		}
 	}
-	return chain[0].String()
+	if c.trustedHops > 0 {
+		// No more than the trusted hops: the chain lacks the client's entry, so the
+		// nearest address is taken, as Envoy does, never the forgeable left-most one.
+		return chain[len(chain)-1].String()
+	}
+	return chain[0].String() // every hop a trusted CIDR
 }
 
 func lastValidIP(values []string) (netip.Addr, bool) {

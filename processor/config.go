@@ -55,9 +55,12 @@ type Config struct {
 	BlockedTemplateHTML string
 
 	ClientIPHeader string
-	TrustedHops    int
-	TrustedCIDRs   []netip.Prefix
-	UserIDHeader   string
+	// ClientIPHeaderWithoutPeer believes ClientIPHeader also when Envoy does not send the
+	// peer (source.address): only behind a proxy that always sets that header.
+	ClientIPHeaderWithoutPeer bool
+	TrustedHops               int
+	TrustedCIDRs              []netip.Prefix
+	UserIDHeader              string
 
 	// APIInterval is how often one request per gateway, route and method is sampled
 	// for API schema extraction; 0 disables API discovery.

@@ -51,7 +51,8 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Processor, e
 		events:    newEventRing(cfg.EventBuffer),
 		catalog:   newAPICatalog(cfg.APIInterval),
 		templates: t,
-		clientIP:  clientIPResolver{header: cfg.ClientIPHeader, trustedHops: cfg.TrustedHops, trustedCIDRs: cfg.TrustedCIDRs},
+		clientIP: clientIPResolver{header: cfg.ClientIPHeader, headerWithoutPeer: cfg.ClientIPHeaderWithoutPeer,
+			trustedHops: cfg.TrustedHops, trustedCIDRs: cfg.TrustedCIDRs},
 	}
 	p.metrics = newMetrics(reg, func() float64 { return float64(p.openContexts.Load()) })
 	return p, nil

@@ -34,6 +34,7 @@ type processorFlags struct {
 	templateJSON, templateHTML string
 	clientIPHeader, userHeader string
 	trustedHops                int
+	clientIPHeaderWithoutPeer  bool
 	trustedCIDRs               []string
 	responseBody               bool
 	adminAddress               string
@@ -56,7 +57,8 @@ func (f *processorFlags) register(env *envFlags, host string, port, healthPort i
 	env.String(&f.policy, "policy", "", "policy file (YAML): blocked IPs and users, custom rules, exclusions, rule overrides; watched")
 	env.String(&f.templateJSON, "blocked-template-json", "", "file with the JSON blocking page ([security_response_id] is replaced)", "DD_APPSEC_HTTP_BLOCKED_TEMPLATE_JSON")
 	env.String(&f.templateHTML, "blocked-template-html", "", "file with the HTML blocking page ([security_response_id] is replaced)", "DD_APPSEC_HTTP_BLOCKED_TEMPLATE_HTML")
-	env.String(&f.clientIPHeader, "client-ip-header", "", "extra header holding the client IP, used only when the peer is a trusted proxy or unknown", "DD_TRACE_CLIENT_IP_HEADER")
+	env.String(&f.clientIPHeader, "client-ip-header", "", "extra header holding the client IP, believed only from a peer in --trusted-cidrs", "DD_TRACE_CLIENT_IP_HEADER")
+	env.Bool(&f.clientIPHeaderWithoutPeer, "client-ip-header-without-peer", false, "also believe --client-ip-header when Envoy does not send the peer (source.address), as Datadog's processor does: only behind a proxy that always sets the header")
 	env.Int(&f.trustedHops, "trusted-hops", 0, "X-Forwarded-For entries from the right that belong to trusted proxies")
 	env.StringSlice(&f.trustedCIDRs, "trusted-cidrs", nil, "CIDRs of trusted proxies, skipped when reading X-Forwarded-For")
 	env.String(&f.userHeader, "user-id-header", "", "header holding the authenticated user id (for blocked users)")
@@ -89,6 +91,7 @@ func (f *processorFlags) config() (processor.Config, error) {
 	cfg.RulesFile, cfg.PolicyFile = f.rules, f.policy
 	cfg.BlockedTemplateJSON, cfg.BlockedTemplateHTML = f.templateJSON, f.templateHTML
 	cfg.ClientIPHeader, cfg.TrustedHops, cfg.UserIDHeader = f.clientIPHeader, f.trustedHops, f.userHeader
+	cfg.ClientIPHeaderWithoutPeer = f.clientIPHeaderWithoutPeer
 	cfg.APIInterval = f.apiInterval
 	for _, c := range f.trustedCIDRs {
 		p, err := netip.ParsePrefix(c)
