@@ -16,7 +16,10 @@ import (
 
 // Obfuscation regexes of Datadog's tracers, so that event values are redacted the same way.
 const (
-	obfuscatorKeyRegex   = `(?i)(?:p(?:ass)?w(?:or)?d|pass(?:_?phrase)?|secret|(?:api_?|private_?|public_?)key)|token|consumer_?(?:id|key|secret)|sign(?:ed|ature)|bearer|authorization`
+	// Beyond the tracers' pattern: session ids and CSRF tokens, card data, social security
+	// numbers, one-time codes and PINs (short names only as whole words), any name with
+	// "secret" or "key" in it.
+	obfuscatorKeyRegex   = `(?i)(?:p(?:ass)?w(?:or)?d|pass(?:_?phrase)?|secret|key|token|consumer_?(?:id|key|secret)|sign(?:ed|ature)|bearer|authorization|session|sess_?id|jsessionid|phpsessid|csrf|xsrf|card_?(?:number|num|no)|cc_?num(?:ber)?|credit_?card|(?:^|[_.-])(?:pan|pin|otp|ssn|cvv2?|cvc|sid)(?:$|[_.-]))`
 	obfuscatorValueRegex = `(?i)(?:p(?:ass)?w(?:or)?d|pass(?:_?phrase)?|secret|(?:api_?|private_?|public_?|access_?|secret_?)key(?:_?id)?|token|consumer_?(?:id|key|secret)|sign(?:ed|ature)?|auth(?:entication|orization)?)(?:\s*=[^;]|"\s*:\s*"[^"]+")|bearer\s+[a-z0-9\._\-]+|token:[a-z0-9]{13}|gh[opsu]_[0-9a-zA-Z]{36}|ey[I-L][\w=-]+\.ey[I-L][\w=-]+(?:\.[\w.+\/=-]+)?|[\-]{5}BEGIN[a-z\s]+PRIVATE\sKEY[\-]{5}[^\-]+[\-]{5}END[a-z\s]+PRIVATE\sKEY|ssh-rsa\s*[a-z0-9\/\.+]{100,}`
 )
 

@@ -65,6 +65,7 @@ func eventsFromWAF(events []any) []RuleMatch {
 						mp.Highlight = append(mp.Highlight, str(h))
 					}
 				}
+				redactParameter(&mp)
 				r.Parameters = append(r.Parameters, mp)
 			}
 		}

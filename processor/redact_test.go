@@ -1,0 +1,78 @@
+package processor
+
+import (
+	"encoding/json"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// TestSecretsRedactedInEvents: security events (on /events and in the log line, the same
+// value) never show credentials, card data or session ids, and still show what matched
+// elsewhere.
+func TestSecretsRedactedInEvents(t *testing.T) {
+	r := startProcessor(t, testConfig())
+	xssWith := func(marker string) string { return "<script>alert('" + marker + "')</script>" }
+	query := func(name, value string) httpExchange {
+		return httpExchange{path: "/search?" + name + "=" + url.QueryEscape(value)}
+	}
+	jsonBody := func(name, value string) httpExchange {
+		b, _ := json.Marshal(map[string]string{name: value})
+		return httpExchange{method: "POST", path: "/api", headers: [][2]string{{"content-type", "application/json"}}, body: b}
+	}
+	for _, c := range []struct {
+		name    string
+		x       httpExchange
+		hidden  []string // must not appear
+		visible string   // must appear
+	}{
+		{"cookie value beyond the match", httpExchange{path: "/", headers: [][2]string{{"cookie", "prefs=Z9SECRETCOOKIETAIL%27%20OR%201%3D1%20--"}}},
+			[]string{"Z9SECRETCOOKIETAIL"}, ""},
+		{"session cookie", httpExchange{path: "/", headers: [][2]string{{"cookie", "session=SESSVAL1%27%20OR%201%3D1%20--"}}},
+			[]string{"SESSVAL1"}, ""},
+		{"session query parameter", query("session", xssWith("SESSQ")), []string{"SESSQ"}, ""},
+		{"sessionid", query("sessionid", xssWith("SESSID")), []string{"SESSID"}, ""},
+		{"cvv body field", jsonBody("cvv", xssWith("CVV123")), []string{"CVV123"}, ""},
+		{"cvc", jsonBody("card_cvc", xssWith("CVC456")), []string{"CVC456"}, ""},
+		{"pan", jsonBody("pan", xssWith("PANVAL")), []string{"PANVAL"}, ""},
+		{"ssn", jsonBody("ssn", xssWith("SSNVAL")), []string{"SSNVAL"}, ""},
+		{"otp", query("otp", xssWith("OTPVAL")), []string{"OTPVAL"}, ""},
+		{"pin", jsonBody("pin", xssWith("PINVAL")), []string{"PINVAL"}, ""},
+		{"a *secret* name", jsonBody("client_secret", xssWith("CLSECRET")), []string{"CLSECRET"}, ""},
+		{"a *key* name", jsonBody("x-signing-key", xssWith("SIGNKEY")), []string{"SIGNKEY"}, ""},
+		{"password", jsonBody("password", xssWith("PWVAL")), []string{"PWVAL"}, ""},
+		{"a card number anywhere", query("q", xssWith("x")+" 4111 1111 1111 1111"), []string{"4111 1111 1111 1111", "4111111111111111"}, "Redacted card number"},
+		{"a card number without spaces", jsonBody("comment", xssWith("x")+"4012888888881881"), []string{"4012888888881881"}, "Redacted card number"},
+		{"an ordinary parameter stays readable", query("q", xssWith("VISIBLE")), nil, "VISIBLE"},
+		{"short names only as whole words: company", jsonBody("company", xssWith("COMPANYVAL")), nil, "COMPANYVAL"},
+		{"a long number that is not a card", query("q", xssWith("x")+" 1234567890123456"), nil, "1234567890123456"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before := len(r.p.events.recent(0))
+			if out := r.envoy.do(t, c.x); !out.blocked() {
+				t.Fatal("not blocked: the case needs a request that matches a rule")
+			}
+			events := r.p.events.recent(0)
+			if len(events) != before+1 {
+				t.Fatalf("%d new events", len(events)-before)
+			}
+			b, _ := json.Marshal(events[0])
+			for _, h := range c.hidden {
+				if strings.Contains(string(b), h) {
+					t.Errorf("event shows %q: %s", h, b)
+				}
+			}
+			if c.visible != "" && !strings.Contains(string(b), c.visible) {
+				t.Errorf("event lacks %q: %s", c.visible, b)
+			}
+		})
+	}
+}
+
+func TestLuhn(t *testing.T) {
+	for s, want := range map[string]bool{"4111111111111111": true, "4111-1111-1111-1111": true, "4111111111111112": false, "79927398713": true} {
+		if luhn(s) != want {
+			t.Errorf("luhn(%q) = %v", s, !want)
+		}
+	}
+}
