@@ -125,6 +125,7 @@ func TestHelmChart(t *testing.T) {
 		{"injector", "injector: {enabled: true, proxies: [istio, envoy-gateway], processor: {port: 443, tls: true}}"},
 		{"processor deployment", "injector: {enabled: true}\nprocessor: {deployment: {enabled: true}}"},
 		{"processor deployment without autoscaling", "processor: {deployment: {enabled: true, replicas: 3, autoscaling: {enabled: false}, podDisruptionBudget: {enabled: false}}}"},
+		{"admin on all addresses", "admin: {listenAll: true}\nprocessor: {deployment: {enabled: true}}"},
 		{"extra gateway pods", "networkPolicy: {extraGatewayPods: [{namespaceSelector: {matchLabels: {team: edge}}, podSelector: {matchLabels: {app: my-envoy}}}]}"},
 		{"datadog layout", "datadog:\n  apiKey: ignored\n  appsec:\n    injector:\n      enabled: true\n      autoDetect: false\n      proxies: [istio-gateway]\n      processor:\n        service: {name: dd-processor, namespace: datadog}\n        port: 443\n"},
 	}
@@ -196,6 +197,26 @@ func TestHelmChart(t *testing.T) {
 			if !hasArg(args, want) {
 				t.Errorf("args %v lack %s", args, want)
 			}
+		}
+	})
+
+	t.Run("admin token", func(t *testing.T) {
+		if args := containerArgs(t, find(rendered["default"], "Deployment", "wafplane")); !hasArg(args, "--admin-address=127.0.0.1:19000") {
+			t.Errorf("default admin args %v: want loopback", args)
+		}
+		objs := rendered["admin on all addresses"]
+		sec := find(objs, "Secret", "wafplane-admin")
+		if tok, _, _ := unstructured.NestedString(sec.Object, "data", "token"); len(tok) < 40 {
+			t.Errorf("admin token Secret %v", sec)
+		}
+		for _, dep := range []string{"wafplane", "wafplane-processor"} {
+			args := containerArgs(t, find(objs, "Deployment", dep))
+			if !hasArg(args, "--admin-address=0.0.0.0:19000") || !hasArg(args, "--admin-token-file=/etc/wafplane/admin/token") {
+				t.Errorf("%s args %v", dep, args)
+			}
+		}
+		if find(objs, "Service", "wafplane-admin") == nil || find(rendered["default"], "Service", "wafplane-admin") != nil {
+			t.Error("the admin Service must come with admin.listenAll only")
 		}
 	})
 

@@ -3,6 +3,7 @@ package processor
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"time"
 )
@@ -53,6 +54,10 @@ type Config struct {
 	PolicyFile          string
 	BlockedTemplateJSON string
 	BlockedTemplateHTML string
+
+	// ReadyHandler, when set, answers /readyz on the health port (serve adds its xDS
+	// readiness there, so that probes need neither the admin port nor its token).
+	ReadyHandler http.Handler
 
 	ClientIPHeader string
 	// ClientIPHeaderWithoutPeer believes ClientIPHeader also when Envoy does not send the

@@ -119,6 +119,10 @@ func (p *Processor) RulesHandler() http.Handler {
 	})
 }
 
+// SetReadyHandler makes the health port answer /readyz with h (Config.ReadyHandler); call
+// it before Start.
+func (p *Processor) SetReadyHandler(h http.Handler) { p.cfg.ReadyHandler = h }
+
 // HealthHandler answers 503 until the ruleset is loaded and the WAF usable, 200 after,
 // with the ruleset and policy state in the body.
 func (p *Processor) HealthHandler() http.Handler {

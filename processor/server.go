@@ -41,7 +41,14 @@ func (p *Processor) Start(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("health listener %s: %w", p.cfg.HealthAddress, err)
 		}
-		hs := &http.Server{Handler: p.HealthHandler(), ReadHeaderTimeout: 5 * time.Second}
+		var h http.Handler = p.HealthHandler()
+		if p.cfg.ReadyHandler != nil {
+			mux := http.NewServeMux()
+			mux.Handle("/", h)
+			mux.Handle("/readyz", p.cfg.ReadyHandler)
+			h = mux
+		}
+		hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 		g.Go(func() error { return serveHTTP(ctx, hs, hl, p.cfg.ShutdownTimeout) })
 	}
 	// Watch the policy before loading it, so that an edit made while the WAF loads is

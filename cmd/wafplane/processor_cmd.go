@@ -37,7 +37,7 @@ type processorFlags struct {
 	clientIPHeaderWithoutPeer  bool
 	trustedCIDRs               []string
 	responseBody               bool
-	adminAddress               string
+	admin                      adminFlags
 }
 
 func (f *processorFlags) register(env *envFlags, host string, port, healthPort int, tls bool) {
@@ -116,7 +116,7 @@ func newProcessorCommand(logs *logOptions) *cobra.Command {
 	}
 	env := &envFlags{fs: cmd.Flags()}
 	f.register(env, "0.0.0.0", 443, 80, true)
-	env.String(&f.adminAddress, "admin-address", "", "admin HTTP address for /metrics, /events, /rules and /api-catalog (empty disables)")
+	f.admin.register(env, "", "admin HTTP address for /metrics, /events, /rules and /api-catalog (empty disables)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if len(env.errs) > 0 {
 			return errors.Join(env.errs...)
@@ -129,12 +129,19 @@ func newProcessorCommand(logs *logOptions) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		return runProcessor(cmd.Context(), cfg, f.adminAddress, log)
+		return runProcessor(cmd.Context(), cfg, &f.admin, log)
 	}
 	return cmd
 }
 
-func runProcessor(ctx context.Context, cfg processor.Config, adminAddress string, log *slog.Logger) error {
+func runProcessor(ctx context.Context, cfg processor.Config, admin *adminFlags, log *slog.Logger) error {
+	var guard func(http.Handler) (http.Handler, error)
+	if admin.address != "" {
+		if _, err := admin.handler(http.NotFoundHandler()); err != nil {
+			return err // refused before anything starts
+		}
+		guard = admin.handler
+	}
 	reg := newRegistry()
 	p, err := processor.New(cfg, log.With("component", "processor"), reg)
 	if err != nil {
@@ -142,9 +149,12 @@ func runProcessor(ctx context.Context, cfg processor.Config, adminAddress string
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return p.Start(ctx) })
-	if adminAddress != "" {
-		mux := processorAdminMux(reg, p)
-		g.Go(func() error { return serveAdmin(ctx, adminAddress, mux, log) })
+	if guard != nil {
+		h, err := guard(processorAdminMux(reg, p))
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return serveAdmin(ctx, admin.address, h, log) })
 	}
 	return g.Wait()
 }

@@ -108,7 +108,8 @@ func TestBadValuesNameTheirSource(t *testing.T) {
 }
 
 // `wafplane processor --admin-address` serves what the README lists: /metrics, /events,
-// /rules, /api-catalog and /healthz, which answers 200 once the ruleset is loaded.
+// /rules, /api-catalog and /healthz, which answers 200 once the ruleset is loaded; with a
+// token, only to who sends it, except /healthz.
 func TestProcessorAdminEndpoint(t *testing.T) {
 	dir, err := os.MkdirTemp("", "wafplane") // short: Unix socket paths are limited
 	if err != nil {
@@ -125,9 +126,15 @@ func TestProcessorAdminEndpoint(t *testing.T) {
 	cfg.Address, cfg.UnixSocket, cfg.HealthAddress = "", filepath.Join(dir, "ext_proc.sock"), ""
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- runProcessor(ctx, cfg, admin, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	flags := &adminFlags{address: admin, token: "s3cret-token"}
+	go func() { done <- runProcessor(ctx, cfg, flags, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	token := "Bearer s3cret-token"
 	get := func(path string) (int, string) {
-		resp, err := http.Get("http://" + admin + path)
+		req, _ := http.NewRequest(http.MethodGet, "http://"+admin+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", token)
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return 0, err.Error()
 		}
@@ -150,8 +157,39 @@ func TestProcessorAdminEndpoint(t *testing.T) {
 			t.Errorf("GET %s: %d, want 200 with %q:\n%.300s", path, code, want, body)
 		}
 	}
+	for _, tok := range []string{"", "Bearer wrong"} {
+		token = tok
+		if code, _ := get("/events"); code != http.StatusUnauthorized {
+			t.Errorf("/events with %q: %d, want 401", tok, code)
+		}
+		if code, _ := get("/healthz"); code != http.StatusOK {
+			t.Errorf("/healthz with %q: %d, want 200 (probes send no token)", tok, code)
+		}
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("runProcessor: %v", err)
+	}
+}
+
+// An admin endpoint off loopback without a token is refused at start, naming the flags.
+func TestAdminOffLoopbackNeedsAToken(t *testing.T) {
+	for _, args := range [][]string{
+		{"serve", "--admin-address", "0.0.0.0:0"},
+		{"processor", "--admin-address", "0.0.0.0:0"},
+	} {
+		_, err := runCommand(t, args...)
+		if err == nil || !strings.Contains(err.Error(), "--admin-token") {
+			t.Errorf("%v: %v, want a refusal naming --admin-token", args, err)
+		}
+	}
+	dir := t.TempDir()
+	if _, err := (&adminFlags{address: "0.0.0.0:1", tokenFile: filepath.Join(dir, "missing")}).handler(http.NotFoundHandler()); err == nil {
+		t.Error("a missing token file was accepted")
+	}
+	empty := filepath.Join(dir, "empty")
+	_ = os.WriteFile(empty, []byte("\n"), 0o600)
+	if _, err := (&adminFlags{address: "0.0.0.0:1", tokenFile: empty}).handler(http.NotFoundHandler()); err == nil {
+		t.Error("an empty token file was accepted")
 	}
 }

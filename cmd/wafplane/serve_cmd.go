@@ -58,7 +58,7 @@ func newServeCommand(logs *logOptions) *cobra.Command {
 	f.processor.register(env, "0.0.0.0", 18080, 18081, false)
 	f.kube.register(env)
 	f.inject.register(env)
-	env.String(&f.processor.adminAddress, "admin-address", "127.0.0.1:19000", "admin HTTP address (empty disables)")
+	f.processor.admin.register(env, "127.0.0.1:19000", "admin HTTP address (empty disables)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if len(env.errs) > 0 {
 			return errors.Join(env.errs...)
@@ -110,6 +110,13 @@ func (f *serveFlags) run(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	var adminHandler func(http.Handler) (http.Handler, error)
+	if f.processor.admin.address != "" {
+		if _, err := f.processor.admin.handler(http.NotFoundHandler()); err != nil {
+			return err // refused before anything starts
+		}
+		adminHandler = f.processor.admin.handler
+	}
 	if err := opts.Validate(); err != nil {
 		return fmt.Errorf("--processor-address: %w", err)
 	}
@@ -119,6 +126,7 @@ func (f *serveFlags) run(ctx context.Context, log *slog.Logger) error {
 		return err
 	}
 	xs := xds.New(log.With("component", "xds"), reg)
+	proc.SetReadyHandler(readyHandler(proc, xs))
 	ca, caRun, err := f.xdsAuth(ctx, log.With("component", "xds"), xs)
 	if err != nil {
 		return err
@@ -152,10 +160,14 @@ func (f *serveFlags) run(ctx context.Context, log *slog.Logger) error {
 		g.Go(func() error { return caRun(ctx) })
 	}
 	g.Go(func() error { return proc.Start(ctx) })
-	if f.processor.adminAddress != "" {
+	if adminHandler != nil {
 		mux := adminMux(reg, proc, xs)
 		mux.Handle("GET /injections", injections)
-		g.Go(func() error { return serveAdmin(ctx, f.processor.adminAddress, mux, log.With("component", "admin")) })
+		h, err := adminHandler(mux)
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return serveAdmin(ctx, f.processor.admin.address, h, log.With("component", "admin")) })
 	}
 	return g.Wait()
 }
@@ -166,7 +178,18 @@ func adminMux(reg *prometheus.Registry, p *processor.Processor, xs *xds.Server) 
 	mux.Handle("GET /nodes", xs.NodesHandler())
 	mux.Handle("GET /snapshots", xs.SnapshotsHandler())
 	mux.Handle("GET /snapshots/{namespace}/{name}", xs.SnapshotHandler())
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("GET /readyz", readyHandler(p, xs))
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
+// readyHandler is 200 once the WAF is usable and the first translation is published.
+func readyHandler(p *processor.Processor, xs *xds.Server) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case !p.Ready():
 			http.Error(w, "processor: ruleset not loaded", http.StatusServiceUnavailable)
@@ -176,12 +199,6 @@ func adminMux(reg *prometheus.Registry, p *processor.Processor, xs *xds.Server) 
 			_, _ = w.Write([]byte("ok\n"))
 		}
 	})
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	return mux
 }
 
 // translateLoop turns source updates into published snapshots. Updates that queue up

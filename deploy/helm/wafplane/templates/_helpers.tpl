@@ -36,3 +36,17 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{ include "wafplane.fullname" . }}
 {{- end -}}
 {{- end -}}
+
+{{/* Admin flags, volume and mount: loopback, or all addresses behind a token. */}}
+{{- define "wafplane.adminArgs" -}}
+{{- if .Values.admin.listenAll }}
+- --admin-address=0.0.0.0:19000
+- --admin-token-file=/etc/wafplane/admin/token
+{{- else }}
+- --admin-address=127.0.0.1:19000
+{{- end }}
+{{- end -}}
+
+{{- define "wafplane.adminSecret" -}}
+{{ .Values.admin.tokenSecret | default (printf "%s-admin" (include "wafplane.fullname" .)) }}
+{{- end -}}
