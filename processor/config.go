@@ -45,15 +45,21 @@ type Config struct {
 	CertFile string
 	KeyFile  string
 
-	Mode                Mode
-	BodyLimit           int // bytes of request body inspected; 0 disables body inspection
-	ResponseBodies      bool
-	WAFTimeout          time.Duration
-	ObservabilityMode   bool
-	RulesFile           string // replaces the recommended ruleset when set
-	PolicyFile          string
-	BlockedTemplateJSON string
-	BlockedTemplateHTML string
+	Mode      Mode
+	BodyLimit int // bytes of request body inspected; 0 disables body inspection
+	// MaxStreams and MaxStreamsPerConnection bound the streams open at once (0: no bound);
+	// more are refused with ResourceExhausted. StreamIdleTimeout closes a stream that has
+	// sent nothing for that long, and frees its WAF context.
+	MaxStreams              int
+	MaxStreamsPerConnection int
+	StreamIdleTimeout       time.Duration
+	ResponseBodies          bool
+	WAFTimeout              time.Duration
+	ObservabilityMode       bool
+	RulesFile               string // replaces the recommended ruleset when set
+	PolicyFile              string
+	BlockedTemplateJSON     string
+	BlockedTemplateHTML     string
 
 	// ReadyHandler, when set, answers /readyz on the health port (serve adds its xDS
 	// readiness there, so that probes need neither the admin port nor its token).
@@ -86,8 +92,17 @@ func NewConfig() Config {
 		APIInterval:     DefaultAPIInterval,
 		EventBuffer:     1000,
 		ShutdownTimeout: 10 * time.Second,
+
+		MaxStreams:              DefaultMaxStreams,
+		MaxStreamsPerConnection: DefaultMaxStreamsPerConnection,
+		StreamIdleTimeout:       DefaultStreamIdleTimeout,
 	}
 }
+
+// DefaultStreamIdleTimeout is how long a stream may send nothing: longer than an upstream
+// takes to answer (the stream is silent meanwhile), short enough that abandoned streams
+// do not pile up.
+const DefaultStreamIdleTimeout = 5 * time.Minute
 
 // Validate names the offending field.
 func (c Config) Validate() error {
@@ -100,6 +115,12 @@ func (c Config) Validate() error {
 	}
 	if c.BodyLimit < 0 {
 		errs = append(errs, fmt.Errorf("body limit %d: must be >= 0", c.BodyLimit))
+	}
+	if c.MaxStreams < 0 || c.MaxStreamsPerConnection < 0 {
+		errs = append(errs, fmt.Errorf("max streams %d, per connection %d: must be >= 0", c.MaxStreams, c.MaxStreamsPerConnection))
+	}
+	if c.StreamIdleTimeout < 0 {
+		errs = append(errs, fmt.Errorf("stream idle timeout %s: must be >= 0", c.StreamIdleTimeout))
 	}
 	if c.WAFTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("waf timeout %s: must be > 0", c.WAFTimeout))

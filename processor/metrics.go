@@ -14,6 +14,8 @@ type metrics struct {
 	rulesLoaded   prometheus.Gauge
 	openContexts  prometheus.GaugeFunc
 	activeStreams prometheus.Gauge
+	refused       *prometheus.CounterVec
+	idleClosed    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, openContexts func() float64) *metrics {
@@ -41,10 +43,14 @@ func newMetrics(reg prometheus.Registerer, openContexts func() float64) *metrics
 			Help: "WAF contexts open now; it returns to 0 when no request is in flight."}, openContexts),
 		activeStreams: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "streams_active",
 			Help: "ext_proc streams open now."}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "streams_refused_total",
+			Help: "ext_proc streams refused with ResourceExhausted, by the bound they passed (total, connection)."}, []string{"bound"}),
+		idleClosed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "streams_idle_closed_total",
+			Help: "ext_proc streams closed after sending nothing for the idle timeout."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.wafDuration, m.ruleHits, m.timeouts, m.errors, m.truncations,
-			m.policyReloads, m.rulesLoaded, m.openContexts, m.activeStreams)
+			m.policyReloads, m.rulesLoaded, m.openContexts, m.activeStreams, m.refused, m.idleClosed)
 	}
 	return m
 }

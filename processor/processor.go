@@ -29,6 +29,7 @@ type Processor struct {
 	engine       atomic.Pointer[engine] // nil until Start has loaded the ruleset
 	loadErr      atomic.Pointer[string]
 	openContexts atomic.Int64
+	streams      atomic.Int64 // open streams, for MaxStreams
 }
 
 // New checks the configuration and prepares a processor; Start loads the ruleset and serves.

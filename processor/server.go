@@ -19,9 +19,6 @@ import (
 	"google.golang.org/grpc/keepalive"
 )
 
-// maxMessageSize allows bodies Envoy buffers beyond our limit; we cut them ourselves.
-const maxMessageSize = 64 << 20
-
 // Start serves the health endpoint at once (503), loads the ruleset, then serves ext_proc
 // until ctx ends, and stops gracefully within the shutdown timeout.
 func (p *Processor) Start(ctx context.Context) error {
@@ -66,8 +63,13 @@ func (p *Processor) Start(ctx context.Context) error {
 	defer p.engine.Load().close()
 
 	opts := []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(maxMessageSize),
+		grpc.MaxRecvMsgSize(maxRecvSize(p.cfg.BodyLimit)),
+		grpc.StatsHandler(streamLimiter{}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	}
+	if n := p.cfg.MaxStreamsPerConnection; n > 0 {
+		// Announced in HTTP/2 SETTINGS: Envoy opens another connection rather than exceed it.
+		opts = append(opts, grpc.MaxConcurrentStreams(uint32(n)))
 	}
 	if tlsCfg != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))

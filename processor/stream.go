@@ -17,15 +17,41 @@ import (
 
 // Process serves one ext_proc stream, that is one HTTP request and its response.
 func (p *Processor) Process(srv extprocv3.ExternalProcessor_ProcessServer) error {
+	release, err := p.admit(srv.Context())
+	if err != nil {
+		return err
+	}
+	defer release()
 	s := p.newStream(srv)
 	defer s.finish()
+	msgs := p.receive(srv)
+	var idle *time.Timer
+	var idleC <-chan time.Time
+	if p.cfg.StreamIdleTimeout > 0 {
+		idle = time.NewTimer(p.cfg.StreamIdleTimeout)
+		defer idle.Stop()
+		idleC = idle.C
+	}
 	for {
-		msg, err := srv.Recv()
+		var r received
+		select {
+		case r = <-msgs:
+		case <-srv.Context().Done():
+			return nil // Envoy went away; finish frees the WAF context
+		case <-idleC:
+			// Returning ends the stream; finish frees its WAF context.
+			p.metrics.idleClosed.Inc()
+			return status.Errorf(codes.DeadlineExceeded, "no ext_proc message for %s", p.cfg.StreamIdleTimeout)
+		}
+		msg, err := r.msg, r.err
 		if err != nil {
 			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
 				return nil
 			}
 			return err
+		}
+		if idle != nil {
+			idle.Reset(p.cfg.StreamIdleTimeout)
 		}
 		resp, done, err := s.handle(msg)
 		if err != nil {
@@ -42,6 +68,31 @@ func (p *Processor) Process(srv extprocv3.ExternalProcessor_ProcessServer) error
 			return nil
 		}
 	}
+}
+
+type received struct {
+	msg *extprocv3.ProcessingRequest
+	err error
+}
+
+// receive reads the stream's messages on a goroutine of its own, so that the stream can
+// be closed when it stays silent; the goroutine ends with the stream.
+func (p *Processor) receive(srv extprocv3.ExternalProcessor_ProcessServer) <-chan received {
+	msgs := make(chan received, 1)
+	go func() {
+		for {
+			msg, err := srv.Recv()
+			select {
+			case msgs <- received{msg, err}:
+			case <-srv.Context().Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return msgs
 }
 
 // stream is the state of one request through its phases.

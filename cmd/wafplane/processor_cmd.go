@@ -38,6 +38,8 @@ type processorFlags struct {
 	trustedCIDRs               []string
 	responseBody               bool
 	admin                      adminFlags
+	maxStreams, maxStreamsConn int
+	streamIdle                 time.Duration
 }
 
 func (f *processorFlags) register(env *envFlags, host string, port, healthPort int, tls bool) {
@@ -63,6 +65,9 @@ func (f *processorFlags) register(env *envFlags, host string, port, healthPort i
 	env.StringSlice(&f.trustedCIDRs, "trusted-cidrs", nil, "CIDRs of trusted proxies, skipped when reading X-Forwarded-For")
 	env.String(&f.userHeader, "user-id-header", "", "header holding the authenticated user id (for blocked users)")
 	env.Duration(&f.apiInterval, "api-discovery-interval", processor.DefaultAPIInterval, "sample one request per gateway, route and method this often for API schemas (0 disables)")
+	env.Int(&f.maxStreams, "max-streams", processor.DefaultMaxStreams, "ext_proc streams open at once, in total; more are refused with ResourceExhausted (0: no bound)")
+	env.Int(&f.maxStreamsConn, "max-streams-per-connection", processor.DefaultMaxStreamsPerConnection, "ext_proc streams open at once on one connection, announced to Envoy in HTTP/2 SETTINGS (0: no bound)")
+	env.Duration(&f.streamIdle, "stream-idle-timeout", processor.DefaultStreamIdleTimeout, "close an ext_proc stream that sent nothing for this long, freeing its WAF context; keep it above your slowest upstream's response time (0: never)")
 }
 
 func (f *processorFlags) config() (processor.Config, error) {
@@ -93,6 +98,7 @@ func (f *processorFlags) config() (processor.Config, error) {
 	cfg.ClientIPHeader, cfg.TrustedHops, cfg.UserIDHeader = f.clientIPHeader, f.trustedHops, f.userHeader
 	cfg.ClientIPHeaderWithoutPeer = f.clientIPHeaderWithoutPeer
 	cfg.APIInterval = f.apiInterval
+	cfg.MaxStreams, cfg.MaxStreamsPerConnection, cfg.StreamIdleTimeout = f.maxStreams, f.maxStreamsConn, f.streamIdle
 	for _, c := range f.trustedCIDRs {
 		p, err := netip.ParsePrefix(c)
 		if err != nil {

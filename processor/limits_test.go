@@ -1,0 +1,142 @@
+package processor
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// openHeld opens a stream and sends request headers with a body to come: the processor
+// answers, makes a WAF context and waits, as for a request whose body never arrives.
+func openHeld(t *testing.T, client extprocv3.ExternalProcessorClient) (extprocv3.ExternalProcessor_ProcessClient, error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	st, err := client.Process(ctx)
+	if err != nil {
+		return nil, err
+	}
+	x := httpExchange{method: "POST", path: "/upload", body: []byte("x")}
+	if err := st.Send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestHeaders{
+		RequestHeaders: &extprocv3.HttpHeaders{Headers: x.requestHeaderMap()}}}); err != nil {
+		return nil, err
+	}
+	if _, err := st.Recv(); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+func TestIdleStreamClosedAndItsContextFreed(t *testing.T) {
+	cfg := testConfig()
+	cfg.StreamIdleTimeout = 300 * time.Millisecond
+	r := startProcessor(t, cfg)
+	client := r.envoy.client
+	st, err := openHeld(t, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := r.p.OpenContexts(); n != 1 {
+		t.Fatalf("%d WAF contexts open, want the held one", n)
+	}
+	_, err = st.Recv()
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("held stream: %v, want DeadlineExceeded after the idle timeout", err)
+	}
+	eventually(t, "the WAF context freed", func() bool { return r.p.OpenContexts() == 0 })
+	if got := testutil.ToFloat64(r.p.metrics.idleClosed); got != 1 {
+		t.Errorf("streams_idle_closed_total = %v", got)
+	}
+	// A stream that keeps talking is not closed.
+	x := httpExchange{path: "/"}
+	if out := r.envoy.do(t, x); out.blocked() {
+		t.Fatal("a plain request was blocked")
+	}
+}
+
+func TestMaxStreams(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxStreams = 2
+	r := startProcessor(t, cfg)
+	var held []extprocv3.ExternalProcessor_ProcessClient
+	for range 2 {
+		st, err := openHeld(t, r.envoy.client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, st)
+	}
+	_, err := openHeld(t, r.envoy.client)
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "more than 2") {
+		t.Fatalf("third stream: %v, want ResourceExhausted", err)
+	}
+	if got := testutil.ToFloat64(r.p.metrics.refused.WithLabelValues("total")); got != 1 {
+		t.Errorf("streams_refused_total{bound=total} = %v", got)
+	}
+	if err := held[0].CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = held[0].Recv()
+	eventually(t, "a place freed", func() bool {
+		st, err := openHeld(t, r.envoy.client)
+		if err == nil {
+			_ = st.CloseSend()
+		}
+		return err == nil
+	})
+}
+
+// Per connection: the bound is announced in HTTP/2 SETTINGS, so a client that honours it
+// (Envoy, gRPC) waits or opens another connection, which is served.
+func TestMaxStreamsPerConnection(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxStreamsPerConnection = 2
+	r := startProcessor(t, cfg)
+	for range 2 {
+		if _, err := openHeld(t, r.envoy.client); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if st, err := r.envoy.client.Process(ctx); err == nil {
+		if _, err = st.Recv(); status.Code(err) != codes.DeadlineExceeded {
+			t.Fatalf("third stream on the connection: %v, want it held back", err)
+		}
+	}
+	other := dial(t, r.p.Addr(), false)
+	defer other.Close()
+	if _, err := openHeld(t, extprocv3.NewExternalProcessorClient(other)); err != nil {
+		t.Fatalf("a stream on another connection: %v", err)
+	}
+}
+
+// A message far beyond the body limit is refused by gRPC before it is read into memory.
+func TestMessageSizeFollowsTheBodyLimit(t *testing.T) {
+	cfg := testConfig()
+	cfg.BodyLimit = 4096
+	r := startProcessor(t, cfg)
+	st, err := openHeld(t, r.envoy.client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, maxRecvSize(cfg.BodyLimit)+1)
+	if err := st.Send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{
+		RequestBody: &extprocv3.HttpBody{Body: big, EndOfStream: true}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Recv(); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("oversized body message: %v, want ResourceExhausted", err)
+	}
+	// Within the bound, a body beyond the limit is answered (and cut to the limit).
+	x := httpExchange{method: "POST", path: "/api", headers: [][2]string{{"content-type", "text/plain"}}, body: make([]byte, 512<<10)}
+	if out := r.envoy.do(t, x); out.blocked() {
+		t.Fatal("a large benign body was blocked")
+	}
+}
