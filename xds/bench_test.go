@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -95,5 +97,77 @@ func waitAllAcked(b *testing.B, s *Server, version string) {
 			b.Fatalf("only %d of %d nodes ACKed within 60s", acked, benchClients)
 		}
 		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// BenchmarkNodeChurn: 5,000 Envoys connect (each on its own connection, a delta stream, a
+// first response) and leave, 50 at a time. It reports the node records left (at most
+// maxDisconnected are kept) and the live heap after the churn against before it, after a
+// garbage collection.
+func BenchmarkNodeChurn(b *testing.B) {
+	for b.Loop() {
+		s := New(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() { _ = s.Serve(ctx, lis) }()
+		s.Publish(snapshot.Translate(file.Default(), snapshot.Options{}), nil)
+		heap := func() float64 {
+			runtime.GC()
+			var m runtime.MemStats
+			runtime.ReadMemStats(&m)
+			return float64(m.HeapInuse) / (1 << 20)
+		}
+		before := heap()
+		const total, parallel = 5000, 50
+		work := make(chan int, total)
+		for i := range total {
+			work <- i
+		}
+		close(work)
+		var wg sync.WaitGroup
+		for range parallel {
+			wg.Go(func() {
+				for i := range work {
+					conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					d, err := xdstest.NewDelta(ctx, conn, &corev3.Node{Id: fmt.Sprintf("churn-%d", i), Cluster: "default/demo"})
+					if err == nil {
+						err = d.Subscribe(resourcev3.ListenerType)
+					}
+					if err == nil {
+						_, err = d.Recv()
+					}
+					conn.Close()
+					if err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		// The server sees the streams end shortly after the connections close.
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			connected := 0
+			for _, n := range s.Nodes() {
+				if n.Connected {
+					connected++
+				}
+			}
+			if connected == 0 {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		b.ReportMetric(float64(len(s.Nodes())), "node-records")
+		b.ReportMetric(heap()-before, "MB-heap-growth")
+		cancel()
 	}
 }

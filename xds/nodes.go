@@ -12,9 +12,14 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// forgetAfter is how long a disconnected node stays on /nodes, so that the NACK that made
-// it go away can still be read.
-const forgetAfter = 10 * time.Minute
+// A disconnected node stays on /nodes for forgetAfter, so that the NACK that made it go
+// away can still be read, and at most maxDisconnected of them stay, the oldest forgotten
+// first: clients that churn must not grow the registry without bound.
+const (
+	forgetAfter     = 10 * time.Minute
+	maxDisconnected = 1000
+	pruneEvery      = 30 * time.Second
+)
 
 // NodeStatus is what one Envoy got: per resource type the version sent, the version
 // ACKed and the last NACK.
@@ -82,7 +87,6 @@ func (n *nodes) open(id int64, identity, reject string) {
 	defer n.mu.Unlock()
 	n.streams[id] = &stream{sent: map[string]string{}, opened: n.now(), identity: identity, reject: reject}
 	n.m.streams.Inc()
-	n.prune()
 }
 
 // request records the stream's node on its first request, and ACKs and NACKs after.
@@ -167,6 +171,7 @@ func (n *nodes) authorize(s *stream, node *corev3.Node) error {
 		if st == nil || !st.Connected {
 			n.byID[id] = &NodeStatus{ID: id, Gateway: cluster, ConnectedSince: s.opened, DisconnectedAt: &now,
 				Types: map[string]*TypeStatus{}, Refused: reason + ": " + msg}
+			n.pruneIfLarge()
 		}
 	}
 	if n.onRefuse != nil {
@@ -207,15 +212,56 @@ func (n *nodes) close(id int64) {
 		now := n.now()
 		st.Connected, st.DisconnectedAt = false, &now
 		n.m.nodes.Dec()
+		n.pruneIfLarge()
 	}
 }
 
-// prune forgets nodes disconnected for longer than forgetAfter. Called with mu held.
-func (n *nodes) prune() {
-	for id, st := range n.byID {
-		if !st.Connected && st.DisconnectedAt != nil && n.now().Sub(*st.DisconnectedAt) > forgetAfter {
-			delete(n.byID, id)
+// pruneIfLarge prunes once the registry holds twice the disconnected nodes it keeps, so
+// that pruning costs O(1) per disconnection on average. Called with mu held.
+func (n *nodes) pruneIfLarge() {
+	if len(n.byID) > 2*maxDisconnected {
+		n.prune()
+	}
+}
+
+// pruneLoop forgets old disconnected nodes on a timer, so that they go even when no
+// stream opens or closes.
+func (n *nodes) pruneLoop(done <-chan struct{}) {
+	t := time.NewTicker(pruneEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			n.mu.Lock()
+			n.prune()
+			n.mu.Unlock()
 		}
+	}
+}
+
+// prune forgets nodes disconnected for longer than forgetAfter, then the oldest
+// disconnected ones beyond maxDisconnected. Called with mu held.
+func (n *nodes) prune() {
+	now := n.now()
+	var down []*NodeStatus
+	for id, st := range n.byID {
+		if st.Connected || st.DisconnectedAt == nil {
+			continue
+		}
+		if now.Sub(*st.DisconnectedAt) > forgetAfter {
+			delete(n.byID, id)
+			continue
+		}
+		down = append(down, st)
+	}
+	if len(down) <= maxDisconnected {
+		return
+	}
+	sort.Slice(down, func(i, j int) bool { return down[i].DisconnectedAt.Before(*down[j].DisconnectedAt) })
+	for _, st := range down[:len(down)-maxDisconnected] {
+		delete(n.byID, st.ID)
 	}
 }
 

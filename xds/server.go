@@ -118,6 +118,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 
 	errc := make(chan error, 1)
 	go func() { errc <- gs.Serve(lis) }()
+	go s.nodes.pruneLoop(ctx.Done())
 	s.log.Info("xDS serving", "address", a.String(), "mtls", s.auth != nil)
 	select {
 	case <-ctx.Done():
