@@ -11,12 +11,15 @@ import (
 	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	corev1 "k8s.io/api/core/v1"
@@ -207,5 +210,80 @@ func TestBootstrapCertDir(t *testing.T) {
 	r, err := d.Recv()
 	if err != nil || len(r.Resources) == 0 {
 		t.Fatalf("listeners over mTLS: %v %v", r, err)
+	}
+}
+
+// TestProcessorMTLS: with --processor-mtls only an Envoy holding a gateway's certificate
+// may use the processor, and only for that gateway; the processor cluster served over xDS
+// presents the certificate the bootstrap defines as a static secret.
+func TestProcessorMTLS(t *testing.T) {
+	dir := t.TempDir()
+	caDir, certDir := dir+"/ca", dir+"/envoy"
+	in := start(t, "", "--xds-tls=true", "--xds-ca-dir", caDir, "--processor-mtls")
+	out, err := exec.Command(binary, "bootstrap", "--gateway", "default/demo", "--xds-address", in.xds,
+		"--cert-dir", certDir, "--ca-dir", caDir, "-o", "json").Output()
+	if err != nil {
+		t.Fatalf("bootstrap: %v", err)
+	}
+	var b bootstrapv3.Bootstrap
+	must(t, protojson.Unmarshal(out, &b))
+	if names := []string{b.GetStaticResources().GetSecrets()[0].GetName(), b.GetStaticResources().GetSecrets()[1].GetName()}; names[0] != "wafplane-client-certificate" || names[1] != "wafplane-ca" {
+		t.Fatalf("bootstrap static secrets %v", names)
+	}
+	certPEM, err := os.ReadFile(certDir + "/tls.crt")
+	must(t, err)
+	keyPEM, err := os.ReadFile(certDir + "/tls.key")
+	must(t, err)
+	caPEM, err := os.ReadFile(certDir + "/ca.crt")
+	must(t, err)
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	must(t, err)
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	dialTLS := func(addr string, certs []tls.Certificate) *grpc.ClientConn {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: roots, Certificates: certs})))
+		must(t, err)
+		t.Cleanup(func() { conn.Close() })
+		return conn
+	}
+
+	// The processor cluster, as the gateway's Envoy gets it.
+	d, err := xdstest.NewDelta(ctx(t), dialTLS(in.xds, []tls.Certificate{pair}), &corev3.Node{Id: "demo-0", Cluster: "default/demo"})
+	must(t, err)
+	must(t, d.Subscribe(resourcev3.ClusterType))
+	var up tlsv3.UpstreamTlsContext
+	for found := false; !found; {
+		r := recv(t, 10*time.Second, d.Recv)
+		must(t, d.Ack(r))
+		for _, res := range r.Resources {
+			var c clusterv3.Cluster
+			must(t, res.Resource.UnmarshalTo(&c))
+			if c.GetName() == "wafplane-processor" {
+				must(t, c.GetTransportSocket().GetTypedConfig().UnmarshalTo(&up))
+				found = true
+			}
+		}
+	}
+	if sds := up.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs(); len(sds) != 1 || sds[0].GetName() != "wafplane-client-certificate" {
+		t.Fatalf("processor cluster TLS %v", &up)
+	}
+
+	if code := sendAttack(t, dialTLS(in.processor, []tls.Certificate{pair}), metadata.Pairs("x-wafplane-gateway", "default/demo")); code != 403 {
+		t.Errorf("the gateway's Envoy: %d, want 403", code)
+	}
+	stream, err := extprocv3.NewExternalProcessorClient(dialTLS(in.processor, []tls.Certificate{pair})).Process(
+		metadata.NewOutgoingContext(ctx(t), metadata.Pairs("x-wafplane-gateway", "other/gateway", "x-wafplane-mode", "off")))
+	must(t, err)
+	_ = stream.Send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{EndOfStream: true}}})
+	if _, err := stream.Recv(); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("speaking for another gateway: %v, want PermissionDenied", err)
+	}
+	noCert, err := extprocv3.NewExternalProcessorClient(dialTLS(in.processor, nil)).Process(ctx(t))
+	if err == nil {
+		_ = noCert.Send(&extprocv3.ProcessingRequest{})
+		_, err = noCert.Recv()
+	}
+	if err == nil {
+		t.Error("a client without a certificate was served")
 	}
 }

@@ -1,6 +1,8 @@
 package processor
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
@@ -60,6 +62,13 @@ type Config struct {
 	PolicyFile              string
 	BlockedTemplateJSON     string
 	BlockedTemplateHTML     string
+
+	// TLSConfig, when set, is the ext_proc server's TLS (serve's mTLS with its CA) instead
+	// of TLS, CertFile and KeyFile. PeerGateway then reads the gateway a verified client
+	// certificate names: a stream must come from a gateway's Envoy, and may speak only for
+	// that gateway.
+	TLSConfig   *tls.Config
+	PeerGateway func(*x509.Certificate) (string, bool)
 
 	// ReadyHandler, when set, answers /readyz on the health port (serve adds its xDS
 	// readiness there, so that probes need neither the admin port nor its token).

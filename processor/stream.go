@@ -24,6 +24,15 @@ func (p *Processor) Process(srv extprocv3.ExternalProcessor_ProcessServer) error
 	defer release()
 	s := p.newStream(srv)
 	defer s.finish()
+	if p.cfg.PeerGateway != nil {
+		g, err := p.peerGateway(srv.Context(), s.settings.gateway)
+		if err != nil {
+			p.metrics.errors.WithLabelValues("unauthorized").Inc()
+			s.verdict = "error"
+			return err
+		}
+		s.settings.gateway = g
+	}
 	msgs := p.receive(srv)
 	var idle *time.Timer
 	var idleC <-chan time.Time

@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -12,6 +13,11 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 )
 
 // certReloader serves the certificate from cert and key files and reloads them when
@@ -103,6 +109,9 @@ func selfSignedCertificate() (tls.Certificate, error) {
 
 // serverTLSConfig returns the TLS configuration, or nil when TLS is off.
 func (c Config) serverTLSConfig() (*tls.Config, error) {
+	if c.TLSConfig != nil {
+		return c.TLSConfig, nil
+	}
 	if !c.TLS {
 		return nil, nil
 	}
@@ -121,4 +130,26 @@ func (c Config) serverTLSConfig() (*tls.Config, error) {
 	}
 	cfg.GetCertificate = r.GetCertificate
 	return cfg, nil
+}
+
+// peerGateway checks a stream's client certificate when the processor runs with mTLS
+// (Config.PeerGateway): it must name a gateway, and the one the stream's metadata names if
+// any. It returns the gateway to use.
+func (p *Processor) peerGateway(ctx context.Context, claimed string) (string, error) {
+	pr, ok := peer.FromContext(ctx)
+	var info credentials.TLSInfo
+	if ok {
+		info, ok = pr.AuthInfo.(credentials.TLSInfo)
+	}
+	if !ok || len(info.State.VerifiedChains) == 0 {
+		return "", status.Error(codes.Unauthenticated, "ext_proc needs a client certificate of wafplane's CA")
+	}
+	g, ok := p.cfg.PeerGateway(info.State.VerifiedChains[0][0])
+	if !ok {
+		return "", status.Error(codes.PermissionDenied, "the client certificate names no gateway")
+	}
+	if claimed != "" && claimed != g {
+		return "", status.Errorf(codes.PermissionDenied, "the client certificate is for gateway %q, the stream metadata says %q", g, claimed)
+	}
+	return g, nil
 }

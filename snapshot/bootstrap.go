@@ -37,6 +37,14 @@ const (
 	CAFile         = "ca.crt"
 )
 
+// Static secrets a bootstrap with CertDir defines from those files, so that resources
+// served over xDS (the processor cluster with Options.ProcessorMTLS) can present the
+// gateway's certificate and check wafplane's CA without the key ever leaving the Envoy.
+const (
+	ClientCertSecret = "wafplane-client-certificate"
+	CASecret         = "wafplane-ca"
+)
+
 // Bootstrap is the Envoy bootstrap for a gateway: node cluster = the gateway, every
 // dynamic resource over one delta ADS stream to wafplane, reached over HTTP/2 with
 // keepalives. It is validated.
@@ -50,8 +58,18 @@ func Bootstrap(o BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 		}),
 	}
 	resolveHost(cluster, o.XDSHost)
+	var secrets []*tlsv3.Secret
 	if o.CertDir != "" {
 		cluster.TransportSocket = xdsClientTLS(o.CertDir, o.XDSHost)
+		file := func(name string) *corev3.DataSource {
+			return &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: path.Join(o.CertDir, name)}}
+		}
+		secrets = []*tlsv3.Secret{
+			{Name: ClientCertSecret, Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
+				CertificateChain: file(ClientCertFile), PrivateKey: file(ClientKeyFile)}}},
+			{Name: CASecret, Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+				TrustedCa: file(CAFile)}}},
+		}
 	}
 	b := &bootstrapv3.Bootstrap{
 		Node: &corev3.Node{Id: o.NodeID, Cluster: o.Gateway},
@@ -67,7 +85,7 @@ func Bootstrap(o BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 			LdsConfig: adsSource(),
 			CdsConfig: adsSource(),
 		},
-		StaticResources: &bootstrapv3.Bootstrap_StaticResources{Clusters: []*clusterv3.Cluster{cluster}},
+		StaticResources: &bootstrapv3.Bootstrap_StaticResources{Clusters: []*clusterv3.Cluster{cluster}, Secrets: secrets},
 	}
 	if o.AdminPort > 0 {
 		b.Admin = &bootstrapv3.Admin{Address: socketAddress("127.0.0.1", o.AdminPort)}
@@ -84,18 +102,13 @@ func xdsClientTLS(dir, host string) *corev3.TransportSocket {
 	file := func(name string) *corev3.DataSource {
 		return &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: path.Join(dir, name)}}
 	}
-	sanType := tlsv3.SubjectAltNameMatcher_DNS
-	if isIP(host) {
-		sanType = tlsv3.SubjectAltNameMatcher_IP_ADDRESS
-	}
 	ctx := &tlsv3.UpstreamTlsContext{
 		CommonTlsContext: &tlsv3.CommonTlsContext{
 			AlpnProtocols:   []string{"h2"},
 			TlsCertificates: []*tlsv3.TlsCertificate{{CertificateChain: file(ClientCertFile), PrivateKey: file(ClientKeyFile)}},
 			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
-				TrustedCa: file(CAFile),
-				MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{SanType: sanType,
-					Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: host}}}},
+				TrustedCa:                 file(CAFile),
+				MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{sanMatcher(host)},
 			}},
 		},
 	}
@@ -103,4 +116,14 @@ func xdsClientTLS(dir, host string) *corev3.TransportSocket {
 		ctx.Sni = host
 	}
 	return &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(ctx)}}
+}
+
+// sanMatcher accepts a server certificate that names host (a DNS name or an IP address).
+func sanMatcher(host string) *tlsv3.SubjectAltNameMatcher {
+	sanType := tlsv3.SubjectAltNameMatcher_DNS
+	if isIP(host) {
+		sanType = tlsv3.SubjectAltNameMatcher_IP_ADDRESS
+	}
+	return &tlsv3.SubjectAltNameMatcher{SanType: sanType,
+		Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: host}}}
 }

@@ -64,8 +64,8 @@ func loadAssignment(cluster string, endpoints []discovery.Endpoint) *endpointv3.
 
 // processorCluster is how Envoy reaches the ext_proc processor: HTTP/2 (gRPC), a short
 // connect timeout, circuit breakers sized for one stream per request, and TLS when the
-// processor serves TLS. The processor's certificate is not verified: its default is an
-// ephemeral self-signed one; put Envoy and wafplane on a trusted network or a Unix socket.
+// processor serves TLS. With plain TLS the processor's certificate is not verified (its
+// default is an ephemeral self-signed one); with mTLS both sides are, by wafplane's CA.
 func processorCluster(o Options, host string, port uint32) *clusterv3.Cluster {
 	c := &clusterv3.Cluster{
 		Name:                          o.ProcessorCluster,
@@ -82,10 +82,19 @@ func processorCluster(o Options, host string, port uint32) *clusterv3.Cluster {
 		}}},
 	}
 	resolveHost(c, host)
-	if o.ProcessorTLS {
+	if o.ProcessorTLS || o.ProcessorMTLS {
 		tls := &tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{AlpnProtocols: []string{"h2"}}}
 		if !isIP(host) {
 			tls.Sni = host
+		}
+		if o.ProcessorMTLS {
+			// Secrets by name only: the bootstrap defines them from files the Envoy holds.
+			tls.CommonTlsContext.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{{Name: ClientCertSecret}}
+			tls.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_CombinedValidationContext{
+				CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
+					DefaultValidationContext:         &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{sanMatcher(host)}},
+					ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: CASecret},
+				}}
 		}
 		c.TransportSocket = &corev3.TransportSocket{
 			Name:       "envoy.transport_sockets.tls",

@@ -34,6 +34,10 @@ type Options struct {
 	ProcessorAddress string
 	// ProcessorTLS makes Envoy speak TLS to the processor (SNI = the host when it is a name).
 	ProcessorTLS bool
+	// ProcessorMTLS makes Envoy present its gateway's client certificate to the processor
+	// and check the processor's against wafplane's CA, both from the static secrets its
+	// bootstrap defines (ClientCertSecret, CASecret). Implies ProcessorTLS.
+	ProcessorMTLS bool
 	// ProcessorCluster names the processor's cluster; DefaultProcessorCluster when empty.
 	ProcessorCluster string
 	// ProcessorConnectTimeout is the processor cluster's connect timeout; 1s when zero.

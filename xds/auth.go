@@ -3,10 +3,6 @@ package xds
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"fmt"
-	"sync"
-	"time"
 
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
@@ -23,10 +19,6 @@ type Auth struct {
 	CA func() *pki.CA
 	// Hosts are the names and addresses Envoys dial, written into the server certificate.
 	Hosts []string
-
-	mu      sync.Mutex
-	cert    *tls.Certificate
-	certFor string // CA fingerprint the server certificate was issued under
 }
 
 // Reasons a stream is refused, the label of wafplane_xds_rejected_streams_total.
@@ -37,42 +29,9 @@ const (
 )
 
 func (a *Auth) credentials() credentials.TransportCredentials {
-	return credentials.NewTLS(&tls.Config{
-		MinVersion: tls.VersionTLS12,
-		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			ca := a.CA()
-			cert, err := a.serverCert(ca)
-			if err != nil {
-				return nil, err
-			}
-			// A missing certificate is let through the handshake so that the stream can
-			// be refused with a reason on /nodes and in the metrics; a certificate that
-			// is there must verify.
-			return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{*cert},
-				ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: ca.Pool(), NextProtos: []string{"h2"}}, nil
-		},
-	})
-}
-
-// serverCert is issued under the current CA and issued again before it expires.
-func (a *Auth) serverCert(ca *pki.CA) (*tls.Certificate, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	now := time.Now()
-	if a.cert != nil && a.certFor == ca.Fingerprint() && a.cert.Leaf.NotAfter.Sub(now) > pki.RenewBefore {
-		return a.cert, nil
-	}
-	cert, err := ca.IssueServer(a.Hosts, now)
-	if err != nil {
-		return nil, fmt.Errorf("xDS server certificate: %w", err)
-	}
-	if cert.Leaf == nil {
-		if cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
-			return nil, err
-		}
-	}
-	a.cert, a.certFor = &cert, ca.Fingerprint()
-	return a.cert, nil
+	// A missing certificate is let through the handshake so that the stream can be
+	// refused with a reason on /nodes and in the metrics; one that is there must verify.
+	return credentials.NewTLS(pki.ServerTLS(a.CA, a.Hosts, tls.VerifyClientCertIfGiven))
 }
 
 // identity is the gateway a stream's verified client certificate names, or why there is

@@ -109,6 +109,8 @@ func TestServeRejectsBadSettings(t *testing.T) {
 		"--source kubernetes --kubeconfig /nonexistent/config": "--kubeconfig",
 		"--processor-address nowhere":                          "--processor-address",
 		"--mode audit":                                         "--mode",
+		"--processor-mtls":                                     "--processor-mtls: needs xDS over mTLS",
+		"--xds-tls --xds-ca-dir /proc/no/such/dir":             "--xds-ca-dir",
 	} {
 		_, err := runCommand(t, append([]string{"serve"}, strings.Fields(args)...)...)
 		if err == nil || !strings.Contains(err.Error(), want) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"github.com/wafplane/wafplane/processor"
 	"github.com/wafplane/wafplane/snapshot"
 	"github.com/wafplane/wafplane/xds"
+	"github.com/wafplane/wafplane/xds/pki"
 )
 
 // serveFlags are the flags of `wafplane serve` (and of `wafplane` alone).
@@ -36,6 +38,7 @@ type serveFlags struct {
 	xdsCADir         string
 	xdsCASecret      string
 	xdsServerNames   []string
+	processorMTLS    bool
 	injectTLSSet     bool // --inject-processor-tls given; else it follows --tls
 }
 
@@ -53,6 +56,7 @@ func newServeCommand(logs *logOptions) *cobra.Command {
 	env.Bool(&f.xdsTLS, "xds-tls", true, "mTLS on xDS: Envoys present a client certificate of wafplane's CA naming their gateway (default on, except on a loopback address); false serves every gateway's configuration and keys to anyone who connects: labs only")
 	env.String(&f.xdsCADir, "xds-ca-dir", defaultCADir(), "--source=file: directory of the xDS CA, made on the first start (`wafplane bootstrap --cert-dir` issues client certificates from it)")
 	env.String(&f.xdsCASecret, "xds-ca-secret", "wafplane-ca", "--source=kubernetes: Secret in --namespace holding the xDS CA, made on the first start and rotated before it expires")
+	env.Bool(&f.processorMTLS, "processor-mtls", false, "ext_proc requires the client certificate of a gateway's Envoy (issued by the xDS CA, via its bootstrap): nobody else may use the processor; Envoys that wafplane does not bootstrap (Istio, Envoy Gateway) then cannot use this processor")
 	env.StringSlice(&f.xdsServerNames, "xds-server-names", nil, "names and addresses Envoys dial for xDS, written into its certificate (default: in Kubernetes the Service's names; else localhost, 127.0.0.1, this host's name and the listen address)")
 	env.String(&f.processorAddress, "processor-address", "", "host:port Envoys dial to reach the processor (default 127.0.0.1:<port>)")
 	f.processor.register(env, "0.0.0.0", 18080, 18081, false)
@@ -120,6 +124,20 @@ func (f *serveFlags) run(ctx context.Context, log *slog.Logger) error {
 	if err := opts.Validate(); err != nil {
 		return fmt.Errorf("--processor-address: %w", err)
 	}
+	ca, xdsHosts, caRun, err := f.xdsCA(ctx, log.With("component", "xds"))
+	if err != nil {
+		return err
+	}
+	if f.processorMTLS {
+		if ca == nil {
+			return errors.New("--processor-mtls: needs xDS over mTLS (its CA and the gateways' certificates); see --xds-tls")
+		}
+		host, _, _ := net.SplitHostPort(opts.ProcessorAddress)
+		cfg.TLSConfig = pki.ServerTLS(ca, append([]string{host}, xdsHosts...), tls.RequireAndVerifyClientCert)
+		cfg.PeerGateway = pki.GatewayOf
+		opts.ProcessorMTLS = true
+		log.Info("ext_proc requires client certificates of wafplane's CA: only gateway Envoys with one can use the processor")
+	}
 	reg := newRegistry()
 	proc, err := processor.New(cfg, log.With("component", "processor"), reg)
 	if err != nil {
@@ -127,9 +145,8 @@ func (f *serveFlags) run(ctx context.Context, log *slog.Logger) error {
 	}
 	xs := xds.New(log.With("component", "xds"), reg)
 	proc.SetReadyHandler(readyHandler(proc, xs))
-	ca, caRun, err := f.xdsAuth(ctx, log.With("component", "xds"), xs)
-	if err != nil {
-		return err
+	if ca != nil {
+		xs.SetAuth(&xds.Auth{CA: ca, Hosts: xdsHosts})
 	}
 	loop := newTranslateLoop(xs, opts, reg, log.With("component", "translate"))
 	var src discovery.Source = &file.Source{Path: f.gateways, Log: log.With("component", "discovery")}

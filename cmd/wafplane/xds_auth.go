@@ -11,7 +11,6 @@ import (
 	k8s "k8s.io/client-go/kubernetes"
 
 	"github.com/wafplane/wafplane/discovery/kubernetes"
-	"github.com/wafplane/wafplane/xds"
 	"github.com/wafplane/wafplane/xds/pki"
 )
 
@@ -28,10 +27,10 @@ func loopback(address string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// xdsAuth sets up mTLS on xDS: the CA (a directory with --source=file, a Secret in
-// Kubernetes), the server's names, and the server's authentication. It returns the CA for
-// provisioning (nil when xDS is plaintext) and what keeps the CA fresh, if anything.
-func (f *serveFlags) xdsAuth(ctx context.Context, log *slog.Logger, xs *xds.Server) (func() *pki.CA, func(context.Context) error, error) {
+// xdsCA finds the CA of mTLS on xDS (a directory with --source=file, a Secret in
+// Kubernetes) and the names Envoys dial. It returns the current CA (nil when xDS is
+// plaintext), the names, and what keeps the CA fresh, if anything.
+func (f *serveFlags) xdsCA(ctx context.Context, log *slog.Logger) (func() *pki.CA, []string, func(context.Context) error, error) {
 	if !f.xdsTLS {
 		if loopback(f.xdsAddress) {
 			log.Info("xDS is plaintext on loopback: only Envoys on this host can reach it", "address", f.xdsAddress)
@@ -39,7 +38,7 @@ func (f *serveFlags) xdsAuth(ctx context.Context, log *slog.Logger, xs *xds.Serv
 			log.Warn("xDS is plaintext and unauthenticated (--xds-tls=false): anyone who reaches it gets every gateway's configuration and TLS keys; use it in labs only",
 				"address", f.xdsAddress)
 		}
-		return nil, nil, nil
+		return nil, nil, nil, nil
 	}
 	hosts := f.xdsServerNames
 	var current func() *pki.CA
@@ -47,15 +46,15 @@ func (f *serveFlags) xdsAuth(ctx context.Context, log *slog.Logger, xs *xds.Serv
 	if f.source == "kubernetes" {
 		cfg, err := f.kube.restConfig()
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		kc, err := k8s.NewForConfig(cfg)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		store := &kubernetes.CAStore{Client: kc, Namespace: f.kube.namespace, Name: f.xdsCASecret, Log: log}
 		if _, err := store.Load(ctx); err != nil {
-			return nil, nil, fmt.Errorf("--xds-ca-secret: %w", err)
+			return nil, nil, nil, fmt.Errorf("--xds-ca-secret: %w", err)
 		}
 		current = store.Current
 		run = func(ctx context.Context) error { return store.Run(ctx, 10*time.Minute) }
@@ -66,7 +65,7 @@ func (f *serveFlags) xdsAuth(ctx context.Context, log *slog.Logger, xs *xds.Serv
 	} else {
 		ca, err := pki.LoadDir(f.xdsCADir, true, time.Now())
 		if err != nil {
-			return nil, nil, fmt.Errorf("--xds-ca-dir: %w", err)
+			return nil, nil, nil, fmt.Errorf("--xds-ca-dir: %w", err)
 		}
 		current = func() *pki.CA { return ca }
 		log.Info("xDS CA", "dir", f.xdsCADir, "ca", ca.Fingerprint(), "expires", ca.Cert.NotAfter)
@@ -82,7 +81,6 @@ func (f *serveFlags) xdsAuth(ctx context.Context, log *slog.Logger, xs *xds.Serv
 			}
 		}
 	}
-	xs.SetAuth(&xds.Auth{CA: current, Hosts: hosts})
 	log.Info("xDS requires client certificates naming the gateway", "server_names", hosts)
-	return current, run, nil
+	return current, hosts, run, nil
 }
