@@ -136,7 +136,9 @@ func (p *Provisioner) volumes(gateway string) []corev1.Volume {
 
 // reconcileCert keeps the Gateway's xDS client certificate: issued when missing, when its
 // CA is no longer the current one, or before it expires.
-func (p *Provisioner) reconcileCert(ctx context.Context, kc kubernetes.Interface, o objects, g *gwapiv1.Gateway, om metav1.ObjectMeta) error {
+// It returns a fingerprint of the certificate in force, which the pod template carries so
+// that a new certificate rolls the Envoys: they read it from the file when they start.
+func (p *Provisioner) reconcileCert(ctx context.Context, kc kubernetes.Interface, o objects, g *gwapiv1.Gateway, om metav1.ObjectMeta) (string, error) {
 	ca := p.CA()
 	name := xdsSecretName(g.Name)
 	var cur *corev1.Secret
@@ -147,11 +149,11 @@ func (p *Provisioner) reconcileCert(ctx context.Context, kc kubernetes.Interface
 	}
 	now := time.Now()
 	if cur != nil && !ca.NeedsRenewal(cur.Data[corev1.TLSCertKey], now) && bytes.Equal(cur.Data[pki.BundleFile], ca.BundlePEM()) {
-		return nil
+		return certFingerprint(cur.Data[corev1.TLSCertKey]), nil
 	}
 	certPEM, keyPEM, err := ca.IssueGateway(key(g), now)
 	if err != nil {
-		return err
+		return "", err
 	}
 	data := map[string][]byte{corev1.TLSCertKey: certPEM, corev1.TLSPrivateKeyKey: keyPEM, pki.BundleFile: ca.BundlePEM()}
 	if cur == nil {
@@ -164,9 +166,18 @@ func (p *Provisioner) reconcileCert(ctx context.Context, kc kubernetes.Interface
 		_, err = kc.CoreV1().Secrets(g.Namespace).Update(ctx, upd, metav1.UpdateOptions{FieldManager: managedBy})
 	}
 	if err != nil {
-		return fmt.Errorf("Secret %s/%s: %w", g.Namespace, name, err)
+		return "", fmt.Errorf("Secret %s/%s: %w", g.Namespace, name, err)
 	}
-	return nil
+	return certFingerprint(certPEM), nil
+}
+
+// AnnotationXDSCertificate on a provisioned pod template names the client certificate the
+// Envoys started with.
+const AnnotationXDSCertificate = "wafplane.dev/xds-certificate"
+
+func certFingerprint(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:8])
 }
 
 func trimPortName(s string) string {
@@ -203,9 +214,11 @@ func (p *Provisioner) reconcile(ctx context.Context, kc kubernetes.Interface, o 
 		}
 	}
 	if p.CA != nil {
-		if err := p.reconcileCert(ctx, kc, o, g, cm.ObjectMeta); err != nil {
+		cert, err := p.reconcileCert(ctx, kc, o, g, cm.ObjectMeta)
+		if err != nil {
 			return err
 		}
+		dep.Spec.Template.Annotations = map[string]string{AnnotationXDSCertificate: cert}
 	}
 	opts := metav1.CreateOptions{FieldManager: managedBy}
 	upd := metav1.UpdateOptions{FieldManager: managedBy}
@@ -226,7 +239,8 @@ func (p *Provisioner) reconcile(ctx context.Context, kc kubernetes.Interface, o 
 	case len(curDep.Spec.Template.Spec.Containers) == 0 ||
 		dep.Spec.Template.Spec.Containers[0].Image != curDep.Spec.Template.Spec.Containers[0].Image ||
 		!equality.Semantic.DeepEqual(dep.Spec.Template.Spec.Containers[0].Ports, curDep.Spec.Template.Spec.Containers[0].Ports) ||
-		len(dep.Spec.Template.Spec.Volumes) != len(curDep.Spec.Template.Spec.Volumes):
+		len(dep.Spec.Template.Spec.Volumes) != len(curDep.Spec.Template.Spec.Volumes) ||
+		dep.Spec.Template.Annotations[AnnotationXDSCertificate] != curDep.Spec.Template.Annotations[AnnotationXDSCertificate]:
 		d := curDep.DeepCopy()
 		d.Spec.Template = dep.Spec.Template
 		_, err = kc.AppsV1().Deployments(ns).Update(ctx, d, upd)
