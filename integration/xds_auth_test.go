@@ -105,11 +105,7 @@ func TestKubernetesXDSCertificates(t *testing.T) {
 	pair, err := tls.X509KeyPair(secret.Data["tls.crt"], secret.Data["tls.key"])
 	must(t, err)
 	dialXDS := func(certs []tls.Certificate) *grpc.ClientConn {
-		conn, err := grpc.NewClient(w.xds, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
-			RootCAs: ca.Pool(), Certificates: certs, ServerName: "wafplane.wafplane-system.svc.cluster.local"})))
-		must(t, err)
-		t.Cleanup(func() { conn.Close() })
-		return conn
+		return dialMTLS(t, w.xds, ca.Pool(), certs, "wafplane.wafplane-system.svc.cluster.local")
 	}
 	listeners := func(conn *grpc.ClientConn, cluster string) ([]string, error) {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -168,13 +164,11 @@ func TestKubernetesXDSCertificates(t *testing.T) {
 	}
 }
 
-// TestBootstrapCertDir: outside Kubernetes, serve keeps its CA in a directory and
-// `wafplane bootstrap --cert-dir` issues a gateway's client certificate from it; with it
-// the gateway's snapshot comes over mTLS, and the bootstrap points at those files.
-func TestBootstrapCertDir(t *testing.T) {
-	dir := t.TempDir()
-	caDir, certDir := dir+"/ca", dir+"/envoy"
-	in := start(t, "", "--xds-tls=true", "--xds-ca-dir", caDir)
+// bootstrapWithCert runs `wafplane bootstrap --cert-dir` for default/demo against the CA
+// of the serve instance and returns the bootstrap, the client certificate and the CA it
+// wrote, read back through the paths the bootstrap names.
+func bootstrapWithCert(t *testing.T, in *instance, caDir, certDir string) (*bootstrapv3.Bootstrap, tls.Certificate, *x509.CertPool) {
+	t.Helper()
 	out, err := exec.Command(binary, "bootstrap", "--gateway", "default/demo", "--xds-address", in.xds,
 		"--cert-dir", certDir, "--ca-dir", caDir, "-o", "json").Output()
 	if err != nil {
@@ -199,12 +193,29 @@ func TestBootstrapCertDir(t *testing.T) {
 	must(t, err)
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(caPEM)
-	conn, err := grpc.NewClient(in.xds, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: roots, Certificates: []tls.Certificate{pair}})))
+	return &b, pair, roots
+}
+
+// dialMTLS connects trusting roots, with the client certificates given (none: nil).
+func dialMTLS(t *testing.T, addr string, roots *x509.CertPool, certs []tls.Certificate, serverName string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
+		RootCAs: roots, Certificates: certs, ServerName: serverName})))
 	must(t, err)
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// TestBootstrapCertDir: outside Kubernetes, serve keeps its CA in a directory and
+// `wafplane bootstrap --cert-dir` issues a gateway's client certificate from it; with it
+// the gateway's snapshot comes over mTLS, and the bootstrap points at those files.
+func TestBootstrapCertDir(t *testing.T) {
+	dir := t.TempDir()
+	in := start(t, "", "--xds-tls=true", "--xds-ca-dir", dir+"/ca")
+	_, pair, roots := bootstrapWithCert(t, in, dir+"/ca", dir+"/envoy")
 	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	d, err := xdstest.NewDelta(cctx, conn, &corev3.Node{Id: "demo-0", Cluster: "default/demo"})
+	d, err := xdstest.NewDelta(cctx, dialMTLS(t, in.xds, roots, []tls.Certificate{pair}, ""), &corev3.Node{Id: "demo-0", Cluster: "default/demo"})
 	must(t, err)
 	must(t, d.Subscribe(resourcev3.ListenerType))
 	r, err := d.Recv()
@@ -218,33 +229,13 @@ func TestBootstrapCertDir(t *testing.T) {
 // presents the certificate the bootstrap defines as a static secret.
 func TestProcessorMTLS(t *testing.T) {
 	dir := t.TempDir()
-	caDir, certDir := dir+"/ca", dir+"/envoy"
-	in := start(t, "", "--xds-tls=true", "--xds-ca-dir", caDir, "--processor-mtls")
-	out, err := exec.Command(binary, "bootstrap", "--gateway", "default/demo", "--xds-address", in.xds,
-		"--cert-dir", certDir, "--ca-dir", caDir, "-o", "json").Output()
-	if err != nil {
-		t.Fatalf("bootstrap: %v", err)
-	}
-	var b bootstrapv3.Bootstrap
-	must(t, protojson.Unmarshal(out, &b))
+	in := start(t, "", "--xds-tls=true", "--xds-ca-dir", dir+"/ca", "--processor-mtls")
+	b, pair, roots := bootstrapWithCert(t, in, dir+"/ca", dir+"/envoy")
 	if names := []string{b.GetStaticResources().GetSecrets()[0].GetName(), b.GetStaticResources().GetSecrets()[1].GetName()}; names[0] != "wafplane-client-certificate" || names[1] != "wafplane-ca" {
 		t.Fatalf("bootstrap static secrets %v", names)
 	}
-	certPEM, err := os.ReadFile(certDir + "/tls.crt")
-	must(t, err)
-	keyPEM, err := os.ReadFile(certDir + "/tls.key")
-	must(t, err)
-	caPEM, err := os.ReadFile(certDir + "/ca.crt")
-	must(t, err)
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
-	must(t, err)
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(caPEM)
 	dialTLS := func(addr string, certs []tls.Certificate) *grpc.ClientConn {
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: roots, Certificates: certs})))
-		must(t, err)
-		t.Cleanup(func() { conn.Close() })
-		return conn
+		return dialMTLS(t, addr, roots, certs, "")
 	}
 
 	// The processor cluster, as the gateway's Envoy gets it.
