@@ -5,8 +5,11 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/wafplane/wafplane/discovery"
@@ -176,6 +179,32 @@ func TestInjectorValidate(t *testing.T) {
 		err := c.in.Validate()
 		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
 			t.Errorf("%+v: %v, want %q", c.in, err, c.want)
+		}
+	}
+}
+
+func TestProcessorReady(t *testing.T) {
+	svc := types.NamespacedName{Namespace: "wafplane-system", Name: "wafplane"}
+	service := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: svc.Namespace, Name: svc.Name}}
+	slice := func(ready bool) *discoveryv1.EndpointSlice {
+		return &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: svc.Namespace, Name: "wafplane-1",
+			Labels: map[string]string{discoveryv1.LabelServiceName: svc.Name}},
+			Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"10.0.0.1"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}}}
+	}
+	for _, c := range []struct {
+		name string
+		o    objects
+		ok   bool
+		why  string
+	}{
+		{"no Service", objects{}, false, "not found"},
+		{"no endpoints", objects{services: []*corev1.Service{service}}, false, "no ready endpoints"},
+		{"none ready", objects{services: []*corev1.Service{service}, slices: []*discoveryv1.EndpointSlice{slice(false)}}, false, "no ready endpoints"},
+		{"ready", objects{services: []*corev1.Service{service}, slices: []*discoveryv1.EndpointSlice{slice(true)}}, true, ""},
+	} {
+		ok, why := processorReady(c.o, svc)
+		if ok != c.ok || !strings.Contains(why, c.why) {
+			t.Errorf("%s: %v %q", c.name, ok, why)
 		}
 	}
 }
