@@ -43,10 +43,21 @@ func (s *Server) Publish(results []snapshot.Result, sourceErr error) {
 			s.gateways[r.Gateway] = g
 		}
 		if r.Err != nil {
-			g.err, g.errAt = r.Err, now
-			s.m.published.WithLabelValues("rejected").Inc()
-			s.log.Error("gateway rejected, its last good snapshot stays", "gateway", r.Gateway, "error", r.Err)
+			// The same error again (the source resent the same state) is not a new rejection.
+			if g.err == nil || g.err.Error() != r.Err.Error() {
+				g.errAt = now
+				s.m.published.WithLabelValues("rejected").Inc()
+				if g.good != nil {
+					s.log.Error("gateway rejected, its last good snapshot stays", "gateway", r.Gateway, "error", r.Err)
+				} else {
+					s.log.Error("gateway rejected; it has no good snapshot yet, so its Envoys get nothing", "gateway", r.Gateway, "error", r.Err)
+				}
+			}
+			g.err = r.Err
 			continue
+		}
+		if g.err != nil {
+			s.log.Info("gateway accepted again, its error is cleared", "gateway", r.Gateway, "previous_error", g.err)
 		}
 		g.err = nil
 		if g.good != nil && sameVersions(g.good, r.Resources) {
@@ -77,7 +88,11 @@ func (s *Server) Publish(results []snapshot.Result, sourceErr error) {
 		s.cache.ClearSnapshot(key)
 		s.log.Info("gateway removed", "gateway", key)
 	}
-	s.ready.Store(true)
+	// Ready once a state the source could read has been published: a source that starts
+	// with an unreadable file has published nothing.
+	if sourceErr == nil {
+		s.ready.Store(true)
+	}
 }
 
 func sameVersions(a, b *snapshot.Resources) bool {

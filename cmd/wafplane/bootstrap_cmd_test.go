@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -100,6 +102,13 @@ func TestTranslateCommand(t *testing.T) {
 	}
 	if _, err := runCommand(t, "translate", "-f", "does-not-exist.yaml"); err == nil {
 		t.Fatal("a missing file must fail")
+	}
+	empty := filepath.Join(t.TempDir(), "empty.yaml")
+	if err := os.WriteFile(empty, []byte("# nothing yet\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runCommand(t, "translate", "-f", empty); err == nil || !strings.Contains(err.Error(), `no "gateways" key`) {
+		t.Fatalf("an empty file: %v, want an error saying it holds no gateways", err)
 	}
 }
 

@@ -2,6 +2,7 @@ package file
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -72,6 +73,57 @@ func TestBareOffIsOff(t *testing.T) {
 
 const one = "gateways:\n- namespace: a\n  name: one\n  listeners: [{name: http, port: 80}]\n"
 const two = "gateways:\n- namespace: a\n  name: two\n  listeners: [{name: http, port: 80}]\n"
+
+// A file with no gateways key is never "remove every gateway": that takes gateways: [].
+func TestNoDocumentIsAnError(t *testing.T) {
+	for _, in := range []string{"", "   \n", "# only a comment\n", "{}", "gateways:\n", "gateways: null\n", "---\n"} {
+		if _, err := Parse([]byte(in)); !errors.Is(err, ErrNoGateways) {
+			t.Errorf("Parse(%q) = %v, want ErrNoGateways", in, err)
+		}
+	}
+	st, err := Parse([]byte("gateways: []\n"))
+	if err != nil || len(st.Gateways) != 0 {
+		t.Errorf("gateways: [] = %v, %v", st, err)
+	}
+}
+
+// A file written slowly, with pauses longer than the hold-off (`cat > file` from a pipe),
+// is read once complete; an empty file keeps the last good gateways.
+func TestSlowWriterAndEmptyFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gateways.yaml")
+	if err := os.WriteFile(path, []byte(one), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	updates := make(chan discovery.Update, 16)
+	go func() {
+		_ = (&Source{Path: path, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}).Run(ctx, updates)
+	}()
+	if u := next(t, updates); u.Err != nil || u.State.Gateways[0].Name != "one" {
+		t.Fatalf("first update %+v", u)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(two); i += len(two)/4 + 1 {
+		if _, err := f.Write([]byte(two[i:min(i+len(two)/4+1, len(two))])); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+	f.Close()
+	if u := next(t, updates); u.Err != nil || len(u.State.Gateways) != 1 || u.State.Gateways[0].Name != "two" {
+		t.Fatalf("after a slow write: %+v, want gateway two read once whole", u)
+	}
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if u := next(t, updates); !errors.Is(u.Err, ErrNoGateways) || len(u.State.Gateways) != 1 || u.State.Gateways[0].Name != "two" {
+		t.Fatalf("after emptying the file: %+v, want the error and gateway two kept", u)
+	}
+}
 
 func next(t *testing.T, updates <-chan discovery.Update) discovery.Update {
 	t.Helper()

@@ -2,6 +2,8 @@ package file
 
 import (
 	_ "embed"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 
@@ -36,10 +38,22 @@ func Load(path string) (discovery.State, error) {
 	return s, nil
 }
 
+// ErrNoGateways is a file with no document, or one without a gateways key: most often a
+// file caught while it is written, so it never means "remove every gateway".
+var ErrNoGateways = errors.New(`no "gateways" key (the file is empty or holds only comments); to remove every gateway write "gateways: []"`)
+
 // Parse reads a gateways document strictly: unknown fields and a gateway named twice are
 // errors. Problems inside one gateway are left to Gateway.Validate, so that one bad
 // gateway does not hold back the others.
 func Parse(raw []byte) (discovery.State, error) {
+	js, err := yaml.YAMLToJSON(raw)
+	if err != nil {
+		return discovery.State{}, err
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(js, &top); err != nil || top["gateways"] == nil || string(top["gateways"]) == "null" {
+		return discovery.State{}, ErrNoGateways
+	}
 	var s discovery.State
 	if err := yaml.UnmarshalStrict(raw, &s); err != nil {
 		return discovery.State{}, err

@@ -3,6 +3,7 @@ package file
 import (
 	"context"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -17,6 +18,10 @@ import (
 const (
 	HoldOff    = 100 * time.Millisecond
 	MaxHoldOff = time.Second
+	// A file is read once it has not changed for settleFor; one that keeps changing is
+	// read at the latest maxSettle after its first change.
+	settleFor = 250 * time.Millisecond
+	maxSettle = 5 * time.Second
 )
 
 // Source serves the gateways of one file, or the embedded default when Path is empty.
@@ -37,14 +42,19 @@ func (s *Source) Run(ctx context.Context, updates chan<- discovery.Update) error
 		return nil
 	}
 	var last discovery.State
+	good := false
 	read := func() {
 		st, err := Load(s.Path)
 		if err != nil {
-			s.Log.Error("gateways file rejected, last good gateways stay", "file", s.Path, "error", err)
+			if good {
+				s.Log.Error("gateways file rejected, last good gateways stay", "file", s.Path, "error", err)
+			} else {
+				s.Log.Error("gateways file rejected; no gateways are served until it is fixed", "file", s.Path, "error", err)
+			}
 			send(ctx, updates, discovery.Update{State: last, Err: err})
 			return
 		}
-		last = st
+		last, good = st, true
 		s.Log.Info("gateways file read", "file", s.Path, "gateways", len(st.Gateways))
 		send(ctx, updates, discovery.Update{State: st})
 	}
@@ -60,6 +70,17 @@ func (s *Source) Run(ctx context.Context, updates chan<- discovery.Update) error
 	}
 	read()
 	var quiet, deadline <-chan time.Time
+	var first time.Time // first event of the burst being waited out
+	// settled reads the file once it has stopped changing (a slow writer, `cat > file` from
+	// a pipe, leaves it half written for a while), else waits HoldOff more.
+	settled := func() {
+		if st, err := os.Stat(s.Path); err == nil && time.Since(st.ModTime()) < settleFor && time.Since(first) < maxSettle {
+			quiet = time.After(HoldOff)
+			return
+		}
+		quiet, deadline = nil, nil
+		read()
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -73,7 +94,7 @@ func (s *Source) Run(ctx context.Context, updates chan<- discovery.Update) error
 			}
 			quiet = time.After(HoldOff)
 			if deadline == nil {
-				deadline = time.After(MaxHoldOff)
+				deadline, first = time.After(MaxHoldOff), time.Now()
 			}
 		case err, ok := <-w.Errors:
 			if !ok {
@@ -81,11 +102,10 @@ func (s *Source) Run(ctx context.Context, updates chan<- discovery.Update) error
 			}
 			s.Log.Warn("gateways file watch", "error", err)
 		case <-quiet:
-			quiet, deadline = nil, nil
-			read()
+			settled()
 		case <-deadline:
-			quiet, deadline = nil, nil
-			read()
+			deadline = nil
+			settled()
 		}
 	}
 }
