@@ -191,6 +191,11 @@ func TestAdminEndpoint(t *testing.T) {
 	for _, path := range []string{"/healthz", "/readyz", "/debug/pprof/", "/rules", "/events", "/api-catalog"} {
 		in.getText(t, path)
 	}
+	var ready map[string]any
+	in.get(t, "/readyz", &ready)
+	if ready["status"] != "ok" {
+		t.Errorf("/readyz = %v, want JSON with status ok", ready)
+	}
 }
 
 // A delta node: edits of the file arrive within 2 s, broken edits keep the version and

@@ -1,6 +1,10 @@
 package xds
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wafplane/wafplane/snapshot"
+)
 
 type metrics struct {
 	streams   prometheus.Gauge
@@ -11,6 +15,9 @@ type metrics struct {
 	published *prometheus.CounterVec
 	unknown   prometheus.Counter
 	rejected  *prometheus.CounterVec
+	// adsDeferred: ordered ADS held a response back because the request named resources
+	// the snapshot no longer has (expected after a rename; Envoy asks again).
+	adsDeferred prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -31,9 +38,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "xDS streams from nodes whose cluster names no gateway."}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wafplane_xds_rejected_streams_total",
 			Help: "xDS streams refused: no client certificate, one naming no gateway, or one for another gateway than the node cluster."}, []string{"reason"}),
+		adsDeferred: prometheus.NewCounter(prometheus.CounterOpts{Name: "wafplane_xds_ads_deferred_responses_total",
+			Help: "Ordered-ADS responses held back because the request named resources the new snapshot no longer has (expected after a rename)."}),
+	}
+	// Per type from zero, so that dashboards and alerts work before the first stream.
+	for _, t := range snapshot.ResourceTypes {
+		m.pushes.WithLabelValues(shortType(t))
+		m.acks.WithLabelValues(shortType(t))
+		m.nacks.WithLabelValues(shortType(t))
+	}
+	for _, r := range []string{RejectNoCertificate, RejectNoIdentity, RejectNodeMismatch} {
+		m.rejected.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.streams, m.nodes, m.pushes, m.acks, m.nacks, m.published, m.unknown, m.rejected)
+		reg.MustRegister(m.streams, m.nodes, m.pushes, m.acks, m.nacks, m.published, m.unknown, m.rejected, m.adsDeferred)
 	}
 	return m
 }

@@ -59,7 +59,7 @@ func (nodeGateway) ID(node *corev3.Node) string { return node.GetCluster() }
 // Envoy's gateway has a snapshot.
 func New(log *slog.Logger, reg prometheus.Registerer) *Server {
 	s := &Server{log: log, m: newMetrics(reg), gateways: map[string]*gatewayState{}}
-	s.cache = cachev3.NewSnapshotCache(true, nodeGateway{}, cacheLogger(log))
+	s.cache = cachev3.NewSnapshotCache(true, nodeGateway{}, cacheLogger(log, s.m.adsDeferred))
 	s.nodes = newNodes(s.m, s.known, func(node, gateway string) {
 		s.log.Warn("Envoy node names no gateway; it gets nothing until one named so exists (set node.cluster to namespace/name)",
 			"node", node, "cluster", gateway)
@@ -108,7 +108,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		opts = append(opts, grpc.Creds(s.auth.credentials()))
 	}
 	gs := grpc.NewServer(opts...)
-	xs := serverv3.NewServer(ctx, s.cache, callbacks{s.nodes}, sotwv3.WithOrderedADS(), sotwv3.WithLogger(cacheLogger(s.log)))
+	xs := serverv3.NewServer(ctx, s.cache, callbacks{s.nodes}, sotwv3.WithOrderedADS(), sotwv3.WithLogger(cacheLogger(s.log, s.m.adsDeferred)))
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(gs, xs)
 	listenerservice.RegisterListenerDiscoveryServiceServer(gs, xs)
 	routeservice.RegisterRouteDiscoveryServiceServer(gs, xs)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"strconv"
@@ -180,6 +181,11 @@ func processorAdminMux(reg *prometheus.Registry, p *processor.Processor) *http.S
 	mux.Handle("GET /rules", p.RulesHandler())
 	mux.Handle("GET /api-catalog", p.APICatalogHandler())
 	mux.Handle("GET /healthz", p.HealthHandler())
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	return mux
 }
 

@@ -152,6 +152,7 @@ func TestProcessorAdminEndpoint(t *testing.T) {
 	}
 	for path, want := range map[string]string{
 		"/metrics": "wafplane_processor_", "/events": "[", "/rules": `"rules_loaded"`, "/api-catalog": `"endpoints"`,
+		"/debug/pprof/": "goroutine",
 	} {
 		if code, body := get(path); code != http.StatusOK || !strings.Contains(body, want) {
 			t.Errorf("GET %s: %d, want 200 with %q:\n%.300s", path, code, want, body)

@@ -3,12 +3,12 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"strconv"
 	"time"
@@ -196,25 +196,27 @@ func adminMux(reg *prometheus.Registry, p *processor.Processor, xs *xds.Server) 
 	mux.Handle("GET /snapshots", xs.SnapshotsHandler())
 	mux.Handle("GET /snapshots/{namespace}/{name}", xs.SnapshotHandler())
 	mux.Handle("GET /readyz", readyHandler(p, xs))
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	return mux
 }
 
-// readyHandler is 200 once the WAF is usable and the first translation is published.
+// readyHandler is 200 once the WAF is usable and a state the source could read is
+// published, 503 naming what is still awaited; JSON either way.
 func readyHandler(p *processor.Processor, xs *xds.Server) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case !p.Ready():
-			http.Error(w, "processor: ruleset not loaded", http.StatusServiceUnavailable)
-		case !xs.Ready():
-			http.Error(w, "xds: no translation published yet", http.StatusServiceUnavailable)
-		default:
-			_, _ = w.Write([]byte("ok\n"))
+		var waiting []string
+		if !p.Ready() {
+			waiting = append(waiting, "processor: ruleset not loaded")
 		}
+		if !xs.Ready() {
+			waiting = append(waiting, "xds: no readable gateways state published yet")
+		}
+		w.Header().Set("Content-Type", "application/json")
+		body := map[string]any{"status": "ok"}
+		if len(waiting) > 0 {
+			body = map[string]any{"status": "not ready", "waiting_for": waiting}
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_ = json.NewEncoder(w).Encode(body)
 	})
 }
 
