@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -143,16 +145,24 @@ func TestKubernetesXDSCertificates(t *testing.T) {
 
 	// A listener certificate's private key goes to the gateway's Envoys over SDS, and
 	// nowhere else: not /snapshots, not /nodes, not the log.
-	const keyMaterial = "PRIVATE-KEY-MATERIAL-7f3a9c"
+	siteCert, siteKey, err := ca.IssueGateway("shop/site", time.Now()) // any valid pair
+	must(t, err)
+	keyMaterial := strings.Split(string(siteKey), "\n")[1] // a line of the key's body
 	_, err = kc.CoreV1().Secrets("shop").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "site-cert", Namespace: "shop"},
-		Type: corev1.SecretTypeTLS, Data: map[string][]byte{"tls.crt": []byte("CERTIFICATE"), "tls.key": []byte(keyMaterial)}}, metav1.CreateOptions{})
+		Type: corev1.SecretTypeTLS, Data: map[string][]byte{"tls.crt": siteCert, "tls.key": siteKey}}, metav1.CreateOptions{})
 	must(t, err)
 	_, err = gc.GatewayV1().Gateways("shop").Create(ctx, &gwapiv1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: "secure", Namespace: "shop"},
 		Spec: gwapiv1.GatewaySpec{GatewayClassName: "wafplane", Listeners: []gwapiv1.Listener{{Name: "https", Port: 8443, Protocol: gwapiv1.HTTPSProtocolType,
 			TLS: &gwapiv1.ListenerTLSConfig{CertificateRefs: []gwapiv1.SecretObjectReference{{Name: "site-cert"}}}}}}}, metav1.CreateOptions{})
 	must(t, err)
 	eventually(t, "shop/secure published", 30*time.Second, func() bool {
-		return strings.Contains(w.admin200(t, "/snapshots"), "shop/secure")
+		resp, err := http.Get("http://" + w.admin + "/snapshots/shop/secure")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == http.StatusOK && strings.Contains(string(body), "shop/secure/https")
 	})
 	for _, path := range []string{"/snapshots", "/snapshots/shop/secure", "/nodes"} {
 		if strings.Contains(w.admin200(t, path), keyMaterial) {

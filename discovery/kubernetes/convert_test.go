@@ -1,8 +1,10 @@
 package kubernetes
 
 import (
+	"bytes"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -12,6 +14,7 @@ import (
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/wafplane/wafplane/discovery"
+	"github.com/wafplane/wafplane/xds/pki"
 )
 
 func om(ns, name string) metav1.ObjectMeta {
@@ -51,9 +54,22 @@ func world() objects {
 			Ports: []discoveryv1.EndpointPort{{Name: ptr("http"), Port: ptr(int32(8080))}},
 		}},
 		secrets: []*corev1.Secret{{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "cert"}, Type: corev1.SecretTypeTLS,
-			Data: map[string][]byte{"tls.crt": []byte("CERT"), "tls.key": []byte("KEY")}}},
+			Data: map[string][]byte{"tls.crt": testCert, "tls.key": testKey}}},
 	}
 }
+
+// testCert and testKey are a real key pair: listeners check that theirs parses.
+var testCert, testKey = func() ([]byte, []byte) {
+	ca, err := pki.New(time.Now())
+	if err != nil {
+		panic(err)
+	}
+	c, k, err := ca.IssueGateway("shop/edge", time.Now())
+	if err != nil {
+		panic(err)
+	}
+	return c, k
+}()
 
 func service(ns, name string) *corev1.Service {
 	return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
@@ -91,7 +107,7 @@ func TestConvertServesOnlyOurClass(t *testing.T) {
 	if err := g.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if len(g.Listeners) != 2 || g.Listeners[1].TLS == nil || g.Listeners[1].TLS.SecretName != "shop/cert" || string(g.Listeners[1].TLS.KeyPEM) != "KEY" {
+	if len(g.Listeners) != 2 || g.Listeners[1].TLS == nil || g.Listeners[1].TLS.SecretName != "shop/cert" || !bytes.Equal(g.Listeners[1].TLS.KeyPEM, testKey) {
 		t.Fatalf("listeners %+v", g.Listeners)
 	}
 	b := g.Routes[0].Rules[0].Backends[0]
@@ -238,5 +254,61 @@ func TestConvertListenerProblems(t *testing.T) {
 	}
 	if r := meta.FindStatusCondition(res.status.Conditions, "Accepted"); r.Reason != "ListenersNotValid" {
 		t.Errorf("gateway Accepted %+v", r)
+	}
+}
+
+// Status the Gateway API conformance suite checks: supported kinds, invalid route kinds,
+// an invalid certificate, a Gateway without a valid listener, attachedRoutes on a listener
+// whose references do not resolve.
+func TestListenerStatusConformance(t *testing.T) {
+	o := world()
+	kinds := func(k ...gwapiv1.RouteGroupKind) *gwapiv1.AllowedRoutes { return &gwapiv1.AllowedRoutes{Kinds: k} }
+	bad := gwapiv1.RouteGroupKind{Kind: "InvalidRoute"}
+	http := gwapiv1.RouteGroupKind{Kind: "HTTPRoute"}
+	o.gateways[0].Spec.Listeners = []gwapiv1.Listener{
+		{Name: "http", Port: 80, Protocol: gwapiv1.HTTPProtocolType},
+		{Name: "only-invalid", Port: 81, Protocol: gwapiv1.HTTPProtocolType, AllowedRoutes: kinds(bad)},
+		{Name: "mixed", Port: 82, Protocol: gwapiv1.HTTPProtocolType, AllowedRoutes: kinds(http, bad)},
+		{Name: "udp", Port: 83, Protocol: gwapiv1.UDPProtocolType},
+		{Name: "bad-cert", Port: 443, Protocol: gwapiv1.HTTPSProtocolType, TLS: &gwapiv1.ListenerTLSConfig{
+			CertificateRefs: []gwapiv1.SecretObjectReference{{Name: "broken"}}}},
+	}
+	o.secrets = append(o.secrets, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "broken"}, Type: corev1.SecretTypeTLS,
+		Data: map[string][]byte{"tls.crt": []byte("-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n"), "tls.key": testKey}})
+	c := convert(o, DefaultControllerName, metav1.Now())
+	st := c.gateways[types.NamespacedName{Namespace: "shop", Name: "edge"}].status
+	byName := map[string]gwapiv1.ListenerStatus{}
+	for _, l := range st.Listeners {
+		byName[string(l.Name)] = l
+	}
+	resolved := func(name string) *metav1.Condition {
+		return meta.FindStatusCondition(byName[name].Conditions, string(gwapiv1.ListenerConditionResolvedRefs))
+	}
+	if l := byName["only-invalid"]; len(l.SupportedKinds) != 0 || resolved("only-invalid").Reason != string(gwapiv1.ListenerReasonInvalidRouteKinds) {
+		t.Errorf("only invalid kinds: supportedKinds %v, %v", l.SupportedKinds, resolved("only-invalid"))
+	}
+	if l := byName["mixed"]; len(l.SupportedKinds) != 1 || l.SupportedKinds[0].Kind != "HTTPRoute" || resolved("mixed").Status != metav1.ConditionFalse {
+		t.Errorf("mixed kinds: supportedKinds %v, %v", l.SupportedKinds, resolved("mixed"))
+	}
+	if l := byName["udp"]; len(l.SupportedKinds) != 0 {
+		t.Errorf("unsupported protocol: supportedKinds %v", l.SupportedKinds)
+	}
+	if r := resolved("bad-cert"); r.Status != metav1.ConditionFalse || r.Reason != string(gwapiv1.ListenerReasonInvalidCertificateRef) || strings.Contains(r.Message, string(testKey)) {
+		t.Errorf("invalid certificate: %v", r)
+	}
+	// The route (no sectionName) attaches to http and to bad-cert, which is not served.
+	if byName["http"].AttachedRoutes != 1 || byName["bad-cert"].AttachedRoutes != 1 {
+		t.Errorf("attachedRoutes http %d, bad-cert %d; want 1 each", byName["http"].AttachedRoutes, byName["bad-cert"].AttachedRoutes)
+	}
+	if a := meta.FindStatusCondition(st.Conditions, "Accepted"); a.Status != metav1.ConditionTrue || a.Reason != string(gwapiv1.GatewayReasonListenersNotValid) {
+		t.Errorf("some listeners invalid: Accepted %v", a)
+	}
+
+	// No valid listener at all: the Gateway is not accepted.
+	o.gateways[0].Spec.Listeners = []gwapiv1.Listener{{Name: "udp", Port: 83, Protocol: gwapiv1.UDPProtocolType}}
+	c = convert(o, DefaultControllerName, metav1.Now())
+	st = c.gateways[types.NamespacedName{Namespace: "shop", Name: "edge"}].status
+	if a := meta.FindStatusCondition(st.Conditions, "Accepted"); a.Status != metav1.ConditionFalse || a.Reason != string(gwapiv1.GatewayReasonListenersNotValid) {
+		t.Errorf("no valid listener: Accepted %v", a)
 	}
 }

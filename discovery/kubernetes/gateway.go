@@ -1,6 +1,7 @@
 package kubernetes
 
 import (
+	"crypto/tls"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -15,8 +16,12 @@ import (
 // listenerState is one Gateway listener: its model (nil when it cannot be served), the
 // routes attached to it and its conditions.
 type listenerState struct {
-	spec     gwapiv1.Listener
-	model    *discovery.Listener
+	spec  gwapiv1.Listener
+	model *discovery.Listener
+	// accepted: the listener itself is valid (protocol, no conflict), even when its
+	// references are not resolved; routes that attach to it count in attachedRoutes.
+	accepted bool
+	kinds    []gwapiv1.RouteGroupKind // supportedKinds
 	attached int32
 	conds    []metav1.Condition
 }
@@ -75,9 +80,14 @@ func (ix *index) gateway(g *gwapiv1.Gateway, class *gwapiv1.GatewayClass, now me
 			}
 			hosts[hk] = string(l.Name)
 		}
-		if ar := l.AllowedRoutes; ar != nil && len(ar.Kinds) > 0 && !allowsHTTPRoute(ar.Kinds) {
-			resolved, refReason, refMsg = false, string(gwapiv1.ListenerReasonInvalidRouteKinds), "only HTTPRoute is supported"
+		ls.kinds = supportedKinds(l)
+		if !accepted && reason == string(gwapiv1.ListenerReasonUnsupportedProtocol) {
+			ls.kinds = []gwapiv1.RouteGroupKind{}
 		}
+		if ar := l.AllowedRoutes; ar != nil && len(ar.Kinds) > len(ls.kinds) {
+			resolved, refReason, refMsg = false, string(gwapiv1.ListenerReasonInvalidRouteKinds), "allowedRoutes.kinds names kinds other than HTTPRoute, the only one supported"
+		}
+		ls.accepted = accepted
 		gen := g.Generation
 		ls.set(now, gen, string(gwapiv1.ListenerConditionAccepted), accepted, reason, msg)
 		ls.set(now, gen, string(gwapiv1.ListenerConditionResolvedRefs), resolved, refReason, refMsg)
@@ -93,13 +103,20 @@ func (ix *index) gateway(g *gwapiv1.Gateway, class *gwapiv1.GatewayClass, now me
 	return model, states
 }
 
-func allowsHTTPRoute(kinds []gwapiv1.RouteGroupKind) bool {
-	for _, k := range kinds {
+// supportedKinds are the route kinds the listener asks for that wafplane supports: HTTPRoute
+// only; all of them (HTTPRoute) when it asks for none.
+func supportedKinds(l gwapiv1.Listener) []gwapiv1.RouteGroupKind {
+	httpRoute := gwapiv1.RouteGroupKind{Group: ptr(gwapiv1.Group(gwapiv1.GroupName)), Kind: "HTTPRoute"}
+	if l.AllowedRoutes == nil || len(l.AllowedRoutes.Kinds) == 0 {
+		return []gwapiv1.RouteGroupKind{httpRoute}
+	}
+	out := []gwapiv1.RouteGroupKind{}
+	for _, k := range l.AllowedRoutes.Kinds {
 		if (k.Group == nil || *k.Group == gwapiv1.GroupName) && k.Kind == "HTTPRoute" {
-			return true
+			return append(out, httpRoute)
 		}
 	}
-	return false
+	return out
 }
 
 // certificate resolves an HTTPS listener's first certificateRef to a kubernetes.io/tls Secret.
@@ -127,28 +144,36 @@ func (ix *index) certificate(g *gwapiv1.Gateway, l gwapiv1.Listener) (*discovery
 	if len(cert) == 0 || len(key) == 0 {
 		return nil, invalid, fmt.Sprintf("Secret %s/%s has no tls.crt and tls.key", ns, ref.Name)
 	}
+	if _, err := tls.X509KeyPair(cert, key); err != nil {
+		// Never the key itself in a message: only what is wrong with it.
+		return nil, invalid, fmt.Sprintf("Secret %s/%s: tls.crt and tls.key are not a valid certificate and key pair", ns, ref.Name)
+	}
 	return &discovery.TLS{SecretName: ns + "/" + string(ref.Name), CertPEM: cert, KeyPEM: key}, "", ""
 }
 
 // gatewayStatus is the status the Gateway should show.
 func gatewayStatus(g *gwapiv1.Gateway, model *discovery.Gateway, states map[string]*listenerState, now metav1.Time) gwapiv1.GatewayStatus {
 	st := gwapiv1.GatewayStatus{}
-	valid := true
+	valid, anyAccepted := true, false
 	for _, l := range g.Spec.Listeners {
 		ls := states[string(l.Name)]
 		valid = valid && ls.model != nil
+		anyAccepted = anyAccepted || ls.accepted
 		st.Listeners = append(st.Listeners, gwapiv1.ListenerStatus{
 			Name:           l.Name,
-			SupportedKinds: []gwapiv1.RouteGroupKind{{Group: ptr(gwapiv1.Group(gwapiv1.GroupName)), Kind: "HTTPRoute"}},
+			SupportedKinds: ls.kinds,
 			AttachedRoutes: ls.attached,
 			Conditions:     ls.conds,
 		})
 	}
-	reason, msg := string(gwapiv1.GatewayReasonAccepted), "gateway accepted"
-	if !valid {
+	accepted, reason, msg := metav1.ConditionTrue, string(gwapiv1.GatewayReasonAccepted), "gateway accepted"
+	switch {
+	case !anyAccepted:
+		accepted, reason, msg = metav1.ConditionFalse, string(gwapiv1.GatewayReasonListenersNotValid), "no listener is valid; see their conditions"
+	case !valid:
 		reason, msg = string(gwapiv1.GatewayReasonListenersNotValid), "some listeners cannot be served; see their conditions"
 	}
-	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: string(gwapiv1.GatewayConditionAccepted), Status: metav1.ConditionTrue,
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: string(gwapiv1.GatewayConditionAccepted), Status: accepted,
 		Reason: reason, Message: msg, ObservedGeneration: g.Generation, LastTransitionTime: now})
 	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: string(gwapiv1.GatewayConditionProgrammed), Status: metav1.ConditionTrue,
 		Reason: string(gwapiv1.GatewayReasonProgrammed), Message: fmt.Sprintf("served over xDS to Envoys with node cluster %s", model.Key()),

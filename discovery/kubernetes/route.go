@@ -32,7 +32,7 @@ func (ix *index) attach(r *gwapiv1.HTTPRoute, ref gwapiv1.ParentReference, model
 	for _, h := range r.Spec.Hostnames {
 		routeHosts = append(routeHosts, string(h))
 	}
-	var accepted []string
+	var accepted, unserved []string // listeners served, and accepted ones whose references do not resolve
 	reason, msg := string(gwapiv1.RouteReasonNoMatchingParent), "no listener matches the parentRef's sectionName and port"
 	names := make([]string, 0, len(states))
 	for n := range states {
@@ -44,7 +44,7 @@ func (ix *index) attach(r *gwapiv1.HTTPRoute, ref gwapiv1.ParentReference, model
 		if ref.SectionName != nil && string(*ref.SectionName) != n || ref.Port != nil && *ref.Port != ls.spec.Port {
 			continue
 		}
-		if ls.model == nil {
+		if !ls.accepted {
 			continue
 		}
 		if !ix.allowed(r, model.Namespace, ls.spec.AllowedRoutes) {
@@ -53,12 +53,24 @@ func (ix *index) attach(r *gwapiv1.HTTPRoute, ref gwapiv1.ParentReference, model
 			}
 			continue
 		}
-		if len(discovery.IntersectHostnames(ls.model.Hostname, routeHosts)) == 0 {
+		if len(discovery.IntersectHostnames(ptrString(ls.spec.Hostname), routeHosts)) == 0 {
 			reason, msg = string(gwapiv1.RouteReasonNoMatchingListenerHostname), "no route hostname matches the listener's hostname"
 			continue
 		}
-		accepted = append(accepted, n)
+		// Attached counts routes the listener admits, whether or not the listener's own
+		// references resolve (the Gateway API's attachedRoutes).
 		ls.attached++
+		if ls.model == nil {
+			unserved = append(unserved, n)
+			continue
+		}
+		accepted = append(accepted, n)
+	}
+	if len(accepted) == 0 && len(unserved) > 0 {
+		cond(string(gwapiv1.RouteConditionAccepted), true, string(gwapiv1.RouteReasonAccepted),
+			fmt.Sprintf("attached to listeners %s, which are not served until their references resolve", strings.Join(unserved, ", ")))
+		cond(string(gwapiv1.RouteConditionResolvedRefs), true, string(gwapiv1.RouteReasonResolvedRefs), "not evaluated: no listener serves the route yet")
+		return ps
 	}
 	if len(accepted) == 0 {
 		cond(string(gwapiv1.RouteConditionAccepted), false, reason, msg)
@@ -93,7 +105,7 @@ func (ix *index) attach(r *gwapiv1.HTTPRoute, ref gwapiv1.ParentReference, model
 }
 
 func (ix *index) allowed(r *gwapiv1.HTTPRoute, gatewayNS string, ar *gwapiv1.AllowedRoutes) bool {
-	if ar != nil && len(ar.Kinds) > 0 && !allowsHTTPRoute(ar.Kinds) {
+	if ar != nil && len(supportedKinds(gwapiv1.Listener{AllowedRoutes: ar})) == 0 {
 		return false
 	}
 	from := gwapiv1.NamespacesFromSame
