@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -36,6 +37,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/wafplane/wafplane/discovery/kubernetes/kubetest"
+	"github.com/wafplane/wafplane/xds/pki"
 	"github.com/wafplane/wafplane/xds/xdstest"
 )
 
@@ -411,4 +413,71 @@ func httpFilters(t *testing.T, l *listenerv3.Listener) []string {
 		names = append(names, f.Name)
 	}
 	return names
+}
+
+// Listeners sharing a port (different hostnames) and long listener names provision one
+// Service and container port per port number; a Gateway whose Envoys cannot be provisioned
+// is Programmed=False with the reason, not a silent Warning Event.
+func TestProvisioningSharedPortsAndFailure(t *testing.T) {
+	in := startKube(t)
+	ctx := context.Background()
+	namespace(t, in.kc, "shop")
+	cert, key := testKeyPair(t)
+	_, err := in.kc.CoreV1().Secrets("shop").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cert", Namespace: "shop"},
+		Type: corev1.SecretTypeTLS, Data: map[string][]byte{"tls.crt": cert, "tls.key": key}}, metav1.CreateOptions{})
+	must(t, err)
+	var listeners []gwapiv1.Listener
+	for i, host := range []string{"a.shop.example", "b.shop.example", "c.shop.example", "d.shop.example"} {
+		listeners = append(listeners,
+			gwapiv1.Listener{Name: gwapiv1.SectionName(fmt.Sprintf("https-with-hostname-%d", i)), Port: 443, Protocol: gwapiv1.HTTPSProtocolType,
+				Hostname: ptr(gwapiv1.Hostname(host)), TLS: &gwapiv1.ListenerTLSConfig{CertificateRefs: []gwapiv1.SecretObjectReference{{Name: "cert"}}}},
+			gwapiv1.Listener{Name: gwapiv1.SectionName(fmt.Sprintf("http-with-hostname-%d", i)), Port: 80, Protocol: gwapiv1.HTTPProtocolType,
+				Hostname: ptr(gwapiv1.Hostname(host))})
+	}
+	_, err = in.gc.GatewayV1().Gateways("shop").Create(ctx, &gwapiv1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: "edge", Namespace: "shop"},
+		Spec: gwapiv1.GatewaySpec{GatewayClassName: "wafplane", Listeners: listeners}}, metav1.CreateOptions{})
+	must(t, err)
+	eventually(t, "edge programmed with an address", 30*time.Second, func() bool {
+		g, err := in.gc.GatewayV1().Gateways("shop").Get(ctx, "edge", metav1.GetOptions{})
+		return err == nil && meta.IsStatusConditionTrue(g.Status.Conditions, "Programmed") && len(g.Status.Addresses) > 0
+	})
+	svc, err := in.kc.CoreV1().Services("shop").Get(ctx, "wafplane-edge", metav1.GetOptions{})
+	must(t, err)
+	if len(svc.Spec.Ports) != 2 || svc.Spec.Ports[0].Port != 443 || svc.Spec.Ports[1].Port != 80 || svc.Spec.Ports[0].Name != "https-443" {
+		t.Errorf("Service ports %+v, want https-443 and http-80", svc.Spec.Ports)
+	}
+	dep, err := in.kc.AppsV1().Deployments("shop").Get(ctx, "wafplane-edge", metav1.GetOptions{})
+	must(t, err)
+	if n := len(dep.Spec.Template.Spec.Containers[0].Ports); n != 2 {
+		t.Errorf("%d container ports, want 2", n)
+	}
+
+	// A ConfigMap of the provisioned name that wafplane does not own: provisioning fails.
+	_, err = in.kc.CoreV1().ConfigMaps("shop").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "wafplane-blocked", Namespace: "shop"}}, metav1.CreateOptions{})
+	must(t, err)
+	_, err = in.gc.GatewayV1().Gateways("shop").Create(ctx, &gwapiv1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: "blocked", Namespace: "shop"},
+		Spec: gwapiv1.GatewaySpec{GatewayClassName: "wafplane", Listeners: []gwapiv1.Listener{{Name: "http", Port: 80, Protocol: gwapiv1.HTTPProtocolType}}}},
+		metav1.CreateOptions{})
+	must(t, err)
+	eventually(t, "blocked is Programmed=False", 30*time.Second, func() bool {
+		g, err := in.gc.GatewayV1().Gateways("shop").Get(ctx, "blocked", metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
+		c := meta.FindStatusCondition(g.Status.Conditions, "Programmed")
+		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == "Invalid" && strings.Contains(c.Message, "could not be provisioned")
+	})
+	eventually(t, "the failure logged once at WARN", 10*time.Second, func() bool {
+		return strings.Count(in.log.String(), `level=WARN msg=ProvisioningFailed`) == 1
+	})
+}
+
+// testKeyPair is a certificate and key that parse, for listener Secrets.
+func testKeyPair(t *testing.T) ([]byte, []byte) {
+	t.Helper()
+	ca, err := pki.New(time.Now())
+	must(t, err)
+	c, k, err := ca.IssueGateway("test/listener", time.Now())
+	must(t, err)
+	return c, k
 }

@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"regexp"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -75,13 +77,7 @@ func (p *Provisioner) desired(g *gwapiv1.Gateway) (*corev1.ConfigMap, *appsv1.De
 	if image == "" {
 		image = DefaultEnvoyImage
 	}
-	var cports []corev1.ContainerPort
-	var sports []corev1.ServicePort
-	for _, l := range g.Spec.Listeners {
-		cports = append(cports, corev1.ContainerPort{Name: trimPortName(string(l.Name)), ContainerPort: l.Port, Protocol: corev1.ProtocolTCP})
-		sports = append(sports, corev1.ServicePort{Name: trimPortName(string(l.Name)), Port: l.Port, Protocol: corev1.ProtocolTCP,
-			TargetPort: intstr.FromInt32(l.Port)})
-	}
+	cports, sports := listenerPorts(g)
 	dep := &appsv1.Deployment{ObjectMeta: om, Spec: appsv1.DeploymentSpec{
 		Replicas: ptr(int32(1)),
 		Selector: &metav1.LabelSelector{MatchLabels: labels},
@@ -180,12 +176,31 @@ func certFingerprint(b []byte) string {
 	return hex.EncodeToString(h[:8])
 }
 
-func trimPortName(s string) string {
-	if len(s) > 15 {
-		return s[:15]
+// listenerPorts is one container and Service port per distinct port number: listeners
+// may share a port (different hostnames), and a Service or pod refuses the same port twice.
+// Names come from the protocol and the number ("https-443"): unique, valid (at most 15
+// characters), never a listener name cut into a clash.
+func listenerPorts(g *gwapiv1.Gateway) ([]corev1.ContainerPort, []corev1.ServicePort) {
+	var cports []corev1.ContainerPort
+	var sports []corev1.ServicePort
+	seen := map[int32]bool{}
+	for _, l := range g.Spec.Listeners {
+		if seen[l.Port] {
+			continue
+		}
+		seen[l.Port] = true
+		name := fmt.Sprintf("%s-%d", strings.ToLower(string(l.Protocol)), l.Port)
+		if len(name) > 15 || !portNamePattern.MatchString(name) {
+			name = fmt.Sprintf("port-%d", l.Port)
+		}
+		cports = append(cports, corev1.ContainerPort{Name: name, ContainerPort: l.Port, Protocol: corev1.ProtocolTCP})
+		sports = append(sports, corev1.ServicePort{Name: name, Port: l.Port, Protocol: corev1.ProtocolTCP, TargetPort: intstr.FromInt32(l.Port)})
 	}
-	return s
+	return cports, sports
 }
+
+// portNamePattern is an IANA service name as Kubernetes checks it.
+var portNamePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
 
 // reconcile creates what is missing and updates what drifted, reading existing objects
 // from the informers.

@@ -63,8 +63,11 @@ func (s *Source) Run(ctx context.Context, updates chan<- discovery.Update) error
 	if s.ControllerName == "" {
 		s.ControllerName = DefaultControllerName
 	}
-	// client-go logs through klog; send it to our logger, in our format.
+	// client-go logs through klog; send it to our logger, in our format. The API server's
+	// warnings (deprecations, defaulting) are for whoever fixes the code: debug.
 	klog.SetSlogLogger(s.Log.With("library", "client-go"))
+	s.Config = rest.CopyConfig(s.Config)
+	s.Config.WarningHandler = apiWarnings{s.Log}
 	kc, err := kubernetes.NewForConfig(s.Config)
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
@@ -265,4 +268,11 @@ func specChanged(old, cur any, poke func()) {
 		return
 	}
 	poke()
+}
+
+// apiWarnings logs the API server's warning headers at debug.
+type apiWarnings struct{ log *slog.Logger }
+
+func (a apiWarnings) HandleWarningHeader(code int, agent, text string) {
+	a.log.Debug("API server warning", "code", code, "agent", agent, "warning", text)
 }

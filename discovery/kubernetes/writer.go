@@ -107,12 +107,14 @@ func (w *writer) reconcile(ctx context.Context, o objects, c converted) {
 		}
 	}
 	for k, res := range c.gateways {
+		res.status.Addresses = addresses(o, res.obj)
 		if w.provision != nil {
-			if err := w.provision.reconcile(ctx, w.kc, o, res.obj); err != nil {
+			err := w.provision.reconcile(ctx, w.kc, o, res.obj)
+			if err != nil {
 				w.warn(res.obj, "ProvisioningFailed", err.Error())
 			}
+			notProgrammed(res, err)
 		}
-		res.status.Addresses = addresses(o, res.obj)
 		w.gatewayStatus(ctx, res.obj, res.status)
 		switch {
 		case res.err != nil:
@@ -151,6 +153,7 @@ func (w *writer) reconcile(ctx context.Context, o objects, c converted) {
 	}
 }
 
+// warn records a Warning Event and a log line, once per change of reason and message.
 func (w *writer) warn(obj runtime.Object, reason, msg string) {
 	m := obj.(metav1.Object)
 	k := fmt.Sprintf("%T/%s", obj, key(m))
@@ -158,7 +161,25 @@ func (w *writer) warn(obj runtime.Object, reason, msg string) {
 		return
 	}
 	w.warned[k] = reason + msg
+	w.log.Warn(reason, "object", fmt.Sprintf("%T %s", obj, key(m)), "message", msg)
 	w.recorder.Event(obj, corev1.EventTypeWarning, reason, msg)
+}
+
+// notProgrammed makes a provisioned Gateway Programmed=False when its Envoys could not be
+// provisioned or it has no address yet: status must not say it serves when it cannot.
+func notProgrammed(res *gatewayResult, provisionErr error) {
+	cond := meta.FindStatusCondition(res.status.Conditions, string(gwapiv1.GatewayConditionProgrammed))
+	if cond == nil || cond.Status == metav1.ConditionFalse {
+		return // already not programmed, with its own reason
+	}
+	switch {
+	case provisionErr != nil:
+		cond.Status, cond.Reason = metav1.ConditionFalse, string(gwapiv1.GatewayReasonInvalid)
+		cond.Message = "the Envoys could not be provisioned: " + provisionErr.Error()
+	case len(res.status.Addresses) == 0:
+		cond.Status, cond.Reason = metav1.ConditionFalse, string(gwapiv1.GatewayReasonAddressNotAssigned)
+		cond.Message = "the provisioned Service has no address yet"
+	}
 }
 
 func (w *writer) clear(obj runtime.Object) {
