@@ -12,6 +12,7 @@ type Result struct {
 	Gateway   string // namespace/name
 	Resources *Resources
 	Err       error
+	Warnings  []string // discovery.Gateway.Warnings: served, but probably not meant
 }
 
 // Translate turns every gateway of the state into its resources. A gateway that fails
@@ -20,7 +21,7 @@ func Translate(state discovery.State, opts Options) []Result {
 	out := make([]Result, 0, len(state.Gateways))
 	for _, g := range state.Gateways {
 		res, err := TranslateGateway(g, opts)
-		out = append(out, Result{Gateway: g.Key(), Resources: res, Err: err})
+		out = append(out, Result{Gateway: g.Key(), Resources: res, Err: err, Warnings: g.Warnings()})
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package xds
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"time"
 
@@ -14,6 +15,7 @@ type gatewayState struct {
 	publishedAt time.Time
 	err         error
 	errAt       time.Time
+	warnings    []string
 }
 
 // SourceError is the last input the source could not read; the gateways before it stay.
@@ -41,6 +43,14 @@ func (s *Server) Publish(results []snapshot.Result, sourceErr error) {
 		if g == nil {
 			g = &gatewayState{}
 			s.gateways[r.Gateway] = g
+		}
+		if !slices.Equal(g.warnings, r.Warnings) {
+			for _, w := range r.Warnings {
+				if !slices.Contains(g.warnings, w) {
+					s.log.Warn("gateway served with a warning", "gateway", r.Gateway, "warning", w)
+				}
+			}
+			g.warnings = r.Warnings
 		}
 		if r.Err != nil {
 			// The same error again (the source resent the same state) is not a new rejection.
@@ -111,6 +121,7 @@ type GatewayStatus struct {
 	PublishedAt time.Time         `json:"publishedAt,omitzero"`
 	Error       string            `json:"error,omitempty"`
 	ErrorAt     time.Time         `json:"errorAt,omitzero"`
+	Warnings    []string          `json:"warnings,omitempty"`
 }
 
 // Gateways lists every gateway with its served versions and last error.
@@ -119,7 +130,7 @@ func (s *Server) Gateways() ([]GatewayStatus, *SourceError) {
 	defer s.mu.RUnlock()
 	out := make([]GatewayStatus, 0, len(s.gateways))
 	for key, g := range s.gateways {
-		st := GatewayStatus{Gateway: key, PublishedAt: g.publishedAt}
+		st := GatewayStatus{Gateway: key, PublishedAt: g.publishedAt, Warnings: g.warnings}
 		if g.good != nil {
 			st.Versions = map[string]string{}
 			for _, t := range snapshot.ResourceTypes {

@@ -55,3 +55,21 @@ func TestCountersStartAtZero(t *testing.T) {
 		}
 	}
 }
+
+// A rule without backends is served (it answers 500) and shown as a warning, logged once.
+func TestWarningsShownAndLoggedOnce(t *testing.T) {
+	var logs bytes.Buffer
+	s := New(slog.New(slog.NewTextHandler(&logs, nil)), prometheus.NewRegistry())
+	st := file.Default()
+	st.Gateways[0].Routes[0].Rules[0].Backends = nil
+	for range 2 {
+		s.Publish(snapshot.Translate(st, snapshot.Options{}), nil)
+	}
+	gws, _ := s.Gateways()
+	if len(gws) != 1 || len(gws[0].Warnings) != 1 || !strings.Contains(gws[0].Warnings[0], "no backends") || gws[0].Versions == nil {
+		t.Fatalf("/snapshots: %+v", gws)
+	}
+	if n := strings.Count(logs.String(), "gateway served with a warning"); n != 1 {
+		t.Errorf("%d warning log lines, want 1", n)
+	}
+}

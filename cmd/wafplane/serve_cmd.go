@@ -288,7 +288,7 @@ func (l *translateLoop) translate(state discovery.State, endpointsOnly bool) []s
 		if !ok {
 			res, err = snapshot.TranslateGateway(g, l.opts)
 		}
-		results = append(results, snapshot.Result{Gateway: g.Key(), Resources: res, Err: err})
+		results = append(results, snapshot.Result{Gateway: g.Key(), Resources: res, Err: err, Warnings: g.Warnings()})
 	}
 	return results
 }
