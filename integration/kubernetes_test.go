@@ -481,3 +481,69 @@ func testKeyPair(t *testing.T) ([]byte, []byte) {
 	must(t, err)
 	return c, k
 }
+
+// The listener and Gateway conditions the Gateway API conformance suite checks, written to
+// and read back from the real API server.
+func TestGatewayStatusConformance(t *testing.T) {
+	in := startKube(t)
+	ctx := context.Background()
+	namespace(t, in.kc, "shop")
+	_, key := testKeyPair(t)
+	_, err := in.kc.CoreV1().Secrets("shop").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "broken", Namespace: "shop"},
+		Type: corev1.SecretTypeTLS, Data: map[string][]byte{"tls.crt": []byte("-----BEGIN CERTIFICATE-----\nbm90\n-----END CERTIFICATE-----\n"), "tls.key": key}},
+		metav1.CreateOptions{})
+	must(t, err)
+	backend(t, in.kc, "shop", "app", "10.1.0.5")
+	kinds := func(k ...string) *gwapiv1.AllowedRoutes {
+		ar := &gwapiv1.AllowedRoutes{}
+		for _, kind := range k {
+			ar.Kinds = append(ar.Kinds, gwapiv1.RouteGroupKind{Kind: gwapiv1.Kind(kind)})
+		}
+		return ar
+	}
+	create := func(name string, ls ...gwapiv1.Listener) {
+		_, err := in.gc.GatewayV1().Gateways("shop").Create(ctx, &gwapiv1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop"},
+			Spec: gwapiv1.GatewaySpec{GatewayClassName: "wafplane", Listeners: ls}}, metav1.CreateOptions{})
+		must(t, err)
+	}
+	create("mixed",
+		gwapiv1.Listener{Name: "http", Port: 80, Protocol: gwapiv1.HTTPProtocolType},
+		gwapiv1.Listener{Name: "invalid-kinds", Port: 81, Protocol: gwapiv1.HTTPProtocolType, AllowedRoutes: kinds("InvalidRoute")},
+		gwapiv1.Listener{Name: "bad-cert", Port: 443, Protocol: gwapiv1.HTTPSProtocolType,
+			TLS: &gwapiv1.ListenerTLSConfig{CertificateRefs: []gwapiv1.SecretObjectReference{{Name: "broken"}}}})
+	create("none-valid", gwapiv1.Listener{Name: "udp", Port: 53, Protocol: gwapiv1.UDPProtocolType})
+	_, err = in.gc.GatewayV1().HTTPRoutes("shop").Create(ctx, httpRoute("shop", "app", "mixed", "shop", "app"), metav1.CreateOptions{})
+	must(t, err)
+
+	listener := func(g *gwapiv1.Gateway, name string) gwapiv1.ListenerStatus {
+		for _, l := range g.Status.Listeners {
+			if string(l.Name) == name {
+				return l
+			}
+		}
+		return gwapiv1.ListenerStatus{}
+	}
+	var mixed *gwapiv1.Gateway
+	eventually(t, "mixed's status", 30*time.Second, func() bool {
+		mixed, err = in.gc.GatewayV1().Gateways("shop").Get(ctx, "mixed", metav1.GetOptions{})
+		return err == nil && listener(mixed, "bad-cert").AttachedRoutes == 1 && listener(mixed, "http").AttachedRoutes == 1
+	})
+	if l := listener(mixed, "invalid-kinds"); len(l.SupportedKinds) != 0 || condition(l.Conditions, "ResolvedRefs").Reason != "InvalidRouteKinds" {
+		t.Errorf("invalid-kinds: %+v", l)
+	}
+	if c := condition(listener(mixed, "bad-cert").Conditions, "ResolvedRefs"); c.Status != metav1.ConditionFalse || c.Reason != "InvalidCertificateRef" {
+		t.Errorf("bad-cert ResolvedRefs %+v", c)
+	}
+	if c := condition(mixed.Status.Conditions, "Accepted"); c.Status != metav1.ConditionTrue || c.Reason != "ListenersNotValid" {
+		t.Errorf("mixed Accepted %+v", c)
+	}
+	eventually(t, "none-valid not accepted", 30*time.Second, func() bool {
+		g, err := in.gc.GatewayV1().Gateways("shop").Get(ctx, "none-valid", metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
+		c := condition(g.Status.Conditions, "Accepted")
+		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == "ListenersNotValid" && len(listener(g, "udp").SupportedKinds) == 0 &&
+			listener(g, "udp").SupportedKinds != nil
+	})
+}
