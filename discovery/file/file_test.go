@@ -53,6 +53,11 @@ func TestParseErrors(t *testing.T) {
 		"gateways:\n- {namespace: a, name: b}\n- {namespace: a, name: b}\n": "gateways[1]: a/b is already defined by gateways[0]",
 		"gateways: [\n": "yaml",
 		"gateways:\n- namespace: a\n  name: b\n  protection: {messageTimeout: x}": "messageTimeout",
+		// In the file's words: the path, the line and column, what is expected there.
+		"gateways:\n- namespace: a\n  name: b\n  listeners:\n  - {name: http, port: 80, prot: HTTP}\n":                   `gateways[0].listeners[0].prot (line 5, column 28): unknown field "prot"`,
+		"gateways:\n- namespace: a\n  name: b\n  listeners:\n  - {name: http, port: 80}\n  - {name: h2, port: eighty}\n": `gateways[0].listeners[1].port (line 6, column 22): "eighty", want a whole number`,
+		"gateways:\n- namespace: a\n  name: b\n  listeners: {name: x}\n":                                                 "gateways[0].listeners (line 4, column 14): a mapping, want a list",
+		"gateways:\n- namespace: a\n  name: b\n  protection: {failOpen: maybe}\n":                                        `gateways[0].protection.failOpen (line 4, column 26): "maybe", want true or false`,
 	}
 	for in, want := range cases {
 		if _, err := Parse([]byte(in)); err == nil || !strings.Contains(err.Error(), want) {

@@ -48,7 +48,7 @@ var ErrNoGateways = errors.New(`no "gateways" key (the file is empty or holds on
 func Parse(raw []byte) (discovery.State, error) {
 	js, err := yaml.YAMLToJSON(raw)
 	if err != nil {
-		return discovery.State{}, err
+		return discovery.State{}, explain(raw, err)
 	}
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(js, &top); err != nil || top["gateways"] == nil || string(top["gateways"]) == "null" {
@@ -56,7 +56,7 @@ func Parse(raw []byte) (discovery.State, error) {
 	}
 	var s discovery.State
 	if err := yaml.UnmarshalStrict(raw, &s); err != nil {
-		return discovery.State{}, err
+		return discovery.State{}, explain(raw, err)
 	}
 	seen := map[string]int{}
 	for i := range s.Gateways {
