@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -30,7 +31,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "wafplane")
-	build := exec.Command("go", "build", "-o", binary, "../cmd/wafplane")
+	// As the Makefile builds it: the commit and its date in the version.
+	commit, _ := exec.Command("git", "rev-parse", "HEAD").Output()
+	date, _ := exec.Command("git", "log", "-1", "--format=%cI").Output()
+	ldflags := fmt.Sprintf("-X main.commit=%s -X main.date=%s", strings.TrimSpace(string(commit)), strings.TrimSpace(string(date)))
+	build := exec.Command("go", "build", "-ldflags", ldflags, "-o", binary, "../cmd/wafplane")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building wafplane:", err)
@@ -212,4 +217,20 @@ func ctx(t *testing.T) context.Context {
 	c, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	return c
+}
+
+// `wafplane version` names the commit and its date (Go's VCS stamp of the checkout the
+// binary was built from; the Makefile passes them too).
+func TestVersionNamesTheCommit(t *testing.T) {
+	out, err := exec.Command(binary, "version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, err := exec.Command("git", "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Skip("not built from a git checkout: no commit to expect")
+	}
+	if !strings.Contains(string(out), strings.TrimSpace(string(head))) || strings.Contains(string(out), "built unknown") {
+		t.Errorf("version %q lacks commit %s or its date", out, head)
+	}
 }
