@@ -234,3 +234,41 @@ func TestVersionNamesTheCommit(t *testing.T) {
 		t.Errorf("version %q lacks commit %s or its date", out, head)
 	}
 }
+
+// Started with a file that does not parse, wafplane serves nothing and is not ready, and
+// says so; once the file parses it is.
+func TestNotReadyUntilTheFileParses(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "gateways.yaml")
+	must(t, os.WriteFile(path, []byte("gateways: [\n"), 0o644))
+	ports := kubetest.FreePorts(t, 4)
+	admin := "127.0.0.1:" + ports[3]
+	log := &lockedBuffer{}
+	cmd := exec.Command(binary, "serve", "--gateways", path, "--xds-address", "127.0.0.1:"+ports[0], "--admin-address", admin,
+		"--host", "127.0.0.1", "--port", ports[1], "--health-port", ports[2])
+	cmd.Stdout, cmd.Stderr = log, log
+	must(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	readyz := func() (int, string) {
+		resp, err := http.Get("http://" + admin + "/readyz")
+		if err != nil {
+			return 0, ""
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	eventually(t, "/readyz answers 503 naming xds", 30*time.Second, func() bool {
+		code, body := readyz()
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "xds")
+	})
+	if !strings.Contains(log.String(), "no gateways are served until it is fixed") {
+		t.Errorf("the log does not say nothing is served:\n%s", log)
+	}
+	must(t, os.WriteFile(path+".tmp", []byte(shopGateways), 0o644))
+	must(t, os.Rename(path+".tmp", path))
+	eventually(t, "/readyz 200 once the file parses", 30*time.Second, func() bool {
+		code, _ := readyz()
+		return code == http.StatusOK
+	})
+}

@@ -1,6 +1,8 @@
 package kubernetes
 
 import (
+	"bytes"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -206,5 +208,14 @@ func TestProcessorReady(t *testing.T) {
 		if ok != c.ok || !strings.Contains(why, c.why) {
 			t.Errorf("%s: %v %q", c.name, ok, why)
 		}
+	}
+}
+
+// The API server's warning headers go to debug.
+func TestAPIWarningsAtDebug(t *testing.T) {
+	var logs bytes.Buffer
+	apiWarnings{slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}.HandleWarningHeader(299, "", "v1beta1 is deprecated")
+	if !strings.Contains(logs.String(), "level=DEBUG") || !strings.Contains(logs.String(), "deprecated") {
+		t.Errorf("log %q", logs.String())
 	}
 }
