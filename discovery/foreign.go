@@ -19,10 +19,21 @@ const (
 	// ProxyIstioGateway: Istio's own networking.istio.io Gateways; an EnvoyFilter per
 	// distinct pod selector.
 	ProxyIstioGateway = "istio-gateway"
+	// ProxyIstioSidecar: the sidecar proxies of opted-in mesh workloads; an EnvoyFilter per
+	// namespace, inbound traffic only.
+	ProxyIstioSidecar = "istio-sidecar"
 )
 
 // Proxies lists every proxy type, in the order they are reported.
-var Proxies = []string{ProxyEnvoyGateway, ProxyIstio, ProxyIstioGateway}
+var Proxies = []string{ProxyEnvoyGateway, ProxyIstio, ProxyIstioGateway, ProxyIstioSidecar}
+
+// Mesh workloads opt in with this label on their Namespace (every workload) or on their
+// pods (those workloads); "false" on the Namespace keeps it out whatever its pods say.
+const (
+	LabelProtect = "wafplane.dev/protect"
+	// MeshName is the name of a mesh namespace's ForeignGateway.
+	MeshName = "mesh"
+)
 
 // ForeignGateway is a gateway another controller runs, to be protected by injection.
 type ForeignGateway struct {
@@ -44,8 +55,11 @@ func (g *ForeignGateway) Key() string { return g.Proxy + ":" + g.Namespace + "/"
 // GatewayKey is what the processor is told the gateway is: the Gateway's namespace/name, or
 // for a native Istio selector group, its namespace and selector.
 func (g *ForeignGateway) GatewayKey() string {
-	if g.Proxy == ProxyIstioGateway {
+	switch g.Proxy {
+	case ProxyIstioGateway:
 		return g.Namespace + "/" + SelectorString(g.Selector)
+	case ProxyIstioSidecar:
+		return "mesh/" + g.Namespace
 	}
 	return g.Namespace + "/" + g.Name
 }
@@ -67,7 +81,7 @@ func SelectorString(sel map[string]string) string {
 // Validate checks what rendering needs.
 func (g *ForeignGateway) Validate() error {
 	switch g.Proxy {
-	case ProxyEnvoyGateway, ProxyIstio:
+	case ProxyEnvoyGateway, ProxyIstio, ProxyIstioSidecar:
 	case ProxyIstioGateway:
 		if len(g.Selector) == 0 {
 			return fmt.Errorf("gateway %s: selector: empty, it would select every pod in %s", g.Key(), g.Namespace)

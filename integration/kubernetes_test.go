@@ -97,7 +97,7 @@ func runWafplane(t testing.TB, kubeconfig string, args ...string) *wafplaneProc 
 		admin: "127.0.0.1:" + ports[2], exited: make(chan struct{})}
 	w.cmd = exec.Command(binary, append([]string{"serve", "--source", "kubernetes", "--kubeconfig", kubeconfig,
 		"--namespace", "wafplane-system", "--xds-address", w.xds, "--admin-address", w.admin,
-		"--host", "127.0.0.1", "--port", ports[1], "--health-port", "0", "--log-level", "debug"}, args...)...)
+		"--host", "127.0.0.1", "--port", ports[1], "--health-port", "0", "--log-level", "debug", "--waf-timeout", "1s"}, args...)...)
 	w.cmd.Stdout, w.cmd.Stderr = w.log, w.log
 	must(t, w.cmd.Start())
 	go func() { _ = w.cmd.Wait(); close(w.exited) }()

@@ -76,7 +76,7 @@ func TestInjectGolden(t *testing.T) {
 // protos as Istio does, validates them, and checks the ext_proc filter is the very
 // configuration the control plane serves.
 func TestEnvoyFilterPatchesDecode(t *testing.T) {
-	for _, in := range []string{"testdata/inject/in/istio.yaml", "testdata/inject/in/istio-selector.yaml", "testdata/inject/in/istio-gateway.yaml"} {
+	for _, in := range []string{"testdata/inject/in/istio.yaml", "testdata/inject/in/istio-selector.yaml", "testdata/inject/in/istio-gateway.yaml", "testdata/inject/in/istio-sidecar.yaml"} {
 		c := readInjectCase(t, in)
 		for _, g := range c.Gateways {
 			objs, err := Inject(g, c.Options)

@@ -13,9 +13,10 @@ import (
 // IstioGatewayLabel is the label Istio puts on the pods of a Gateway API Gateway.
 const IstioGatewayLabel = "gateway.networking.k8s.io/gateway-name"
 
-// envoyFilter is one EnvoyFilter for an Istio gateway: the processor cluster added, and the
-// ext_proc filter inserted before the router of every HTTP connection manager of the
-// gateway's Envoys. It lives in the gateway's namespace and applies only to its pods.
+// envoyFilter is one EnvoyFilter for an Istio gateway or a namespace's mesh workloads: the
+// processor cluster added, and the ext_proc filter inserted before the router of every HTTP
+// connection manager. It lives in the gateway's (or workloads') namespace and applies only
+// to its pods.
 func envoyFilter(g discovery.ForeignGateway, eff discovery.Effective, o InjectOptions) (Object, error) {
 	name := objectName(g.Name)
 	// Unique per EnvoyFilter: two filters on one pod must not add one cluster twice, which
@@ -43,15 +44,21 @@ func envoyFilter(g discovery.ForeignGateway, eff discovery.Effective, o InjectOp
 	if err != nil {
 		return nil, err
 	}
+	// Gateways, or a mesh workload's sidecar for its inbound traffic only: east-west calls
+	// it makes are the callee's to inspect.
+	context := "GATEWAY"
+	if g.Proxy == discovery.ProxyIstioSidecar {
+		context = "SIDECAR_INBOUND"
+	}
 	spec := Object{"configPatches": []any{
 		map[string]any{
 			"applyTo": "CLUSTER",
-			"match":   map[string]any{"context": "GATEWAY"},
+			"match":   map[string]any{"context": context},
 			"patch":   map[string]any{"operation": "ADD", "value": clusterJSON},
 		},
 		map[string]any{
 			"applyTo": "HTTP_FILTER",
-			"match": map[string]any{"context": "GATEWAY", "listener": map[string]any{"filterChain": map[string]any{
+			"match": map[string]any{"context": context, "listener": map[string]any{"filterChain": map[string]any{
 				"filter": map[string]any{"name": "envoy.filters.network.http_connection_manager",
 					"subFilter": map[string]any{"name": RouterFilterName}},
 			}}},
@@ -59,6 +66,10 @@ func envoyFilter(g discovery.ForeignGateway, eff discovery.Effective, o InjectOp
 		},
 	}}
 	switch {
+	case g.Proxy == discovery.ProxyIstioSidecar:
+		if len(g.Selector) > 0 { // none: every workload of the namespace
+			spec["workloadSelector"] = map[string]any{"labels": stringMap(g.Selector)}
+		}
 	case g.Proxy == discovery.ProxyIstioGateway:
 		spec["workloadSelector"] = map[string]any{"labels": stringMap(g.Selector)}
 	case o.IstioTargetRefs:

@@ -18,7 +18,7 @@ import (
 type injectFlags struct {
 	enabled, autoDetect                  bool
 	proxies                              []string
-	istioGatewayNamespace                string
+	istioGatewayNamespace, istioRootNS   string
 	processorService, processorNamespace string
 	processorAddress                     string
 	processorPort                        int
@@ -27,9 +27,10 @@ type injectFlags struct {
 
 func (i *injectFlags) register(env *envFlags) {
 	env.Bool(&i.enabled, "inject", false, "protect the Gateways Istio and Envoy Gateway run: write an EnvoyFilter or EnvoyExtensionPolicy per Gateway (needs --source=kubernetes)")
-	env.StringSlice(&i.proxies, "inject-proxies", nil, "proxy types to inject: envoy-gateway, istio, istio-gateway (empty with --inject-auto-detect: every type whose CRDs are installed)")
+	env.StringSlice(&i.proxies, "inject-proxies", nil, "proxy types to inject: envoy-gateway, istio, istio-gateway, istio-sidecar (empty with --inject-auto-detect: every type whose CRDs are installed)")
 	env.Bool(&i.autoDetect, "inject-auto-detect", true, "inject every proxy type whose CRDs are installed, detected while running, when --inject-proxies is empty")
 	env.String(&i.istioGatewayNamespace, "inject-istio-gateway-namespace", "istio-system", "namespace of the gateway pods native Istio Gateways select, where their EnvoyFilters go")
+	env.String(&i.istioRootNS, "inject-istio-root-namespace", "istio-system", "Istio's config root namespace, never protected as a mesh namespace (istio-sidecar)")
 	env.String(&i.processorService, "inject-processor-service", "", "processor Service injected gateways call (default --service-name)")
 	env.String(&i.processorNamespace, "inject-processor-namespace", "", "namespace of the processor Service (default --namespace)")
 	env.String(&i.processorAddress, "inject-processor-address", "", "host Envoys dial for the processor (default SERVICE.NAMESPACE.svc)")
@@ -63,6 +64,7 @@ func (i *injectFlags) injector(k *kubeFlags, p *processorFlags, tlsSet bool, reg
 		Proxies:               i.proxies,
 		AutoDetect:            i.autoDetect,
 		IstioGatewayNamespace: i.istioGatewayNamespace,
+		IstioRootNamespace:    i.istioRootNS,
 		ProcessorService:      opts.ProcessorService,
 		ProcessorNamespace:    opts.ProcessorNamespace,
 		CheckProcessor:        opts.ProcessorAddress == "",

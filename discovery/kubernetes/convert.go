@@ -45,8 +45,10 @@ type objects struct {
 	// What provisioning made, to compare with what it should have made.
 	deployments []*appsv1.Deployment
 	configMaps  []*corev1.ConfigMap
-	// Native Istio Gateways, for the injector.
+	// Native Istio Gateways, and pods labelled wafplane.dev/protect=true (their metadata
+	// only), for the injector.
 	istioGateways []*unstructured.Unstructured
+	meshPods      []*metav1.PartialObjectMetadata
 }
 
 // converted is the model and the status every object should have.

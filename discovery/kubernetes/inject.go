@@ -31,6 +31,9 @@ type Injector struct {
 	// IstioGatewayNamespace is where EnvoyFilters for native Istio Gateways go: the
 	// namespace of the gateway pods their selectors pick (istio-system by default).
 	IstioGatewayNamespace string
+	// IstioRootNamespace is Istio's config root namespace: never a mesh namespace to protect
+	// (an EnvoyFilter there applies to every workload of the mesh). istio-system by default.
+	IstioRootNamespace string
 	// ProcessorService and ProcessorNamespace name the processor's Service; when
 	// CheckProcessor is set, a missing Service or one without ready endpoints is reported.
 	ProcessorService, ProcessorNamespace string
@@ -114,6 +117,9 @@ func (in *Injector) foreignGateways(o objects, enabled map[string]bool) []foreig
 	if enabled[discovery.ProxyIstioGateway] {
 		out = append(out, in.istioGatewayGroups(o.istioGateways, ix)...)
 	}
+	if enabled[discovery.ProxyIstioSidecar] {
+		out = append(out, in.meshNamespaces(o, ix)...)
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].model.Key() < out[j].model.Key() })
 	return out
 }
@@ -174,4 +180,40 @@ func stricter(a, b discovery.Protection, first bool) discovery.Protection {
 		a.RequestBodyLimit = b.RequestBodyLimit
 	}
 	return a
+}
+
+// meshNamespaces are the namespaces whose mesh workloads are protected at their own
+// sidecars: every workload when the Namespace has wafplane.dev/protect=true, the pods with
+// that label otherwise. A Namespace labelled "false" (or opted out as gateways are) and the
+// mesh root namespace are never touched.
+func (in *Injector) meshNamespaces(o objects, ix *index) []foreignGateway {
+	withPods := map[string]bool{}
+	for _, p := range o.meshPods {
+		withPods[p.Namespace] = true
+	}
+	root := in.IstioRootNamespace
+	if root == "" {
+		root = "istio-system"
+	}
+	var out []foreignGateway
+	for _, ns := range o.namespaces {
+		label := ns.Labels[discovery.LabelProtect]
+		if ns.Name == root || strings.EqualFold(label, "false") || optedOut(ns) {
+			continue
+		}
+		var sel map[string]string
+		switch {
+		case strings.EqualFold(label, "true"):
+		case withPods[ns.Name]:
+			sel = map[string]string{discovery.LabelProtect: "true"}
+		default:
+			continue
+		}
+		out = append(out, foreignGateway{
+			model: discovery.ForeignGateway{Proxy: discovery.ProxyIstioSidecar, Namespace: ns.Name, Name: discovery.MeshName,
+				Selector: sel, Sources: []string{ns.Name}, Protection: ix.protection(ns, "Namespace")},
+			sources: []runtime.Object{ns},
+		})
+	}
+	return out
 }

@@ -39,6 +39,7 @@ var proxyKinds = map[string][]injectKind{
 	discovery.ProxyEnvoyGateway: {kindExtension},
 	discovery.ProxyIstio:        {kindEnvoyFilter},
 	discovery.ProxyIstioGateway: {kindEnvoyFilter, kindIstioGateway},
+	discovery.ProxyIstioSidecar: {kindEnvoyFilter},
 }
 
 // crdView is what the injector knows of the cluster's CRDs and of the objects it watches.

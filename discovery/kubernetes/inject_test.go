@@ -106,7 +106,7 @@ func TestPlanProxyTypes(t *testing.T) {
 	}{
 		{"auto-detect picks what is installed", nil, installed(kindExtension), []string{discovery.ProxyEnvoyGateway}, nil},
 		{"auto-detect with nothing installed", nil, installed(), nil, nil},
-		{"istio-gateway needs both Istio CRDs", nil, installed(kindEnvoyFilter), []string{discovery.ProxyIstio}, nil},
+		{"istio-gateway needs both Istio CRDs", nil, installed(kindEnvoyFilter), []string{discovery.ProxyIstio, discovery.ProxyIstioSidecar}, nil},
 		{"a named type without its CRDs is a problem", []string{discovery.ProxyIstio, discovery.ProxyEnvoyGateway},
 			installed(kindExtension), []string{discovery.ProxyEnvoyGateway}, []string{discovery.ProxyIstio}},
 		{"only named types", []string{discovery.ProxyIstio}, installed(kindEnvoyFilter, kindIstioGateway, kindExtension),
@@ -217,5 +217,40 @@ func TestAPIWarningsAtDebug(t *testing.T) {
 	apiWarnings{slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}.HandleWarningHeader(299, "", "v1beta1 is deprecated")
 	if !strings.Contains(logs.String(), "level=DEBUG") || !strings.Contains(logs.String(), "deprecated") {
 		t.Errorf("log %q", logs.String())
+	}
+}
+
+func TestMeshNamespaces(t *testing.T) {
+	ns := func(name string, labels map[string]string) *corev1.Namespace {
+		return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels,
+			Annotations: map[string]string{AnnotationMode: "monitor"}}}
+	}
+	pod := func(namespace string) *metav1.PartialObjectMetadata {
+		return &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "p"}}
+	}
+	o := objects{
+		namespaces: []*corev1.Namespace{
+			ns("payments", map[string]string{discovery.LabelProtect: "true"}),
+			ns("shop", nil),
+			ns("blog", nil),
+			ns("legacy", map[string]string{discovery.LabelProtect: "false"}),
+			ns("dd-out", map[string]string{discovery.LabelProtect: "true", LabelDatadogEnabled: "false"}),
+			ns("istio-system", map[string]string{discovery.LabelProtect: "true"}),
+		},
+		meshPods: []*metav1.PartialObjectMetadata{pod("shop"), pod("legacy")},
+	}
+	inj := (&Injector{AutoDetect: true}).plan(o, installed(kindEnvoyFilter))
+	got := map[string]string{}
+	for _, fg := range inj.gateways {
+		if fg.model.Proxy == discovery.ProxyIstioSidecar {
+			got[fg.model.Namespace] = discovery.SelectorString(fg.model.Selector)
+			if fg.model.Protection.Mode != discovery.ModeMonitor {
+				t.Errorf("%s: protection %+v, want the Namespace's annotations", fg.model.Namespace, fg.model.Protection)
+			}
+		}
+	}
+	want := map[string]string{"payments": "", "shop": discovery.LabelProtect + "=true"}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("mesh namespaces (-want +got):\n%s", d)
 	}
 }

@@ -420,9 +420,17 @@ func (w *writer) collectOrphans(ctx context.Context, o objects, inj *injection, 
 // foreignSource finds a Gateway API Gateway that still exists for an Event, from the
 // annotation "proxy:namespace/name" on what was written for it.
 func foreignSource(o objects, gatewayKey string) runtime.Object {
-	_, nsName, ok := strings.Cut(gatewayKey, ":")
+	proxy, nsName, ok := strings.Cut(gatewayKey, ":")
 	ns, name, ok2 := strings.Cut(nsName, "/")
 	if !ok || !ok2 {
+		return nil
+	}
+	if proxy == discovery.ProxyIstioSidecar {
+		for _, n := range o.namespaces {
+			if n.Name == ns {
+				return n
+			}
+		}
 		return nil
 	}
 	for _, g := range o.gateways {

@@ -16,6 +16,8 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
@@ -89,6 +91,7 @@ func (s *Source) Run(ctx context.Context, updates chan<- discovery.Update) error
 	l := s.watch(kc, gc, poke, wake)
 	w := &writer{kc: kc, gc: gc, log: s.Log, controller: s.ControllerName, provision: s.Provision, injector: s.Inject}
 	var crds *crdWatch
+	var meshPods cache.SharedIndexInformer
 	if s.Inject != nil {
 		if err := s.Inject.Validate(); err != nil {
 			return err
@@ -104,6 +107,10 @@ func (s *Source) Run(ctx context.Context, updates chan<- discovery.Update) error
 		s.Inject.log = s.Log.With("part", "injector")
 		crds = newCRDWatch(w.dyn, s.Resync, poke)
 		l.informers = append(l.informers, crds.crds)
+		if meshPods, err = s.meshPodInformer(poke); err != nil {
+			return err
+		}
+		l.informers = append(l.informers, meshPods)
 	}
 	if err := w.start(ctx); err != nil {
 		return err
@@ -157,6 +164,11 @@ func (s *Source) Run(ctx context.Context, updates chan<- discovery.Update) error
 		endpointsOnly := !other.Swap(false)
 		c := convert(o, s.ControllerName, metav1.Now())
 		if crds != nil {
+			for _, obj := range meshPods.GetStore().List() {
+				if p, ok := obj.(*metav1.PartialObjectMetadata); ok {
+					o.meshPods = append(o.meshPods, p)
+				}
+			}
 			c.injection = s.Inject.plan(o, crds.view(ctx))
 			s.Inject.report(c.injection, leader.Load())
 		}
@@ -275,4 +287,20 @@ type apiWarnings struct{ log *slog.Logger }
 
 func (a apiWarnings) HandleWarningHeader(code int, agent, text string) {
 	a.log.Debug("API server warning", "code", code, "agent", agent, "warning", text)
+}
+
+// meshPodInformer watches the metadata of pods labelled wafplane.dev/protect=true, and of
+// no other pod: which namespaces have workloads that opted in.
+func (s *Source) meshPodInformer(poke func()) (cache.SharedIndexInformer, error) {
+	mc, err := metadata.NewForConfig(s.Config)
+	if err != nil {
+		return nil, fmt.Errorf("metadata client: %w", err)
+	}
+	selector := discovery.LabelProtect + "=true"
+	inf := metadatainformer.NewFilteredMetadataInformer(mc, corev1.SchemeGroupVersion.WithResource("pods"), "", s.Resync,
+		cache.Indexers{}, func(o *metav1.ListOptions) { o.LabelSelector = selector }).Informer()
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { poke() }, UpdateFunc: func(any, any) {}, DeleteFunc: func(any) { poke() },
+	})
+	return inf, nil
 }
