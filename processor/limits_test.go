@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -138,5 +139,19 @@ func TestMessageSizeFollowsTheBodyLimit(t *testing.T) {
 	x := httpExchange{method: "POST", path: "/api", headers: [][2]string{{"content-type", "text/plain"}}, body: make([]byte, 512<<10)}
 	if out := r.envoy.do(t, x); out.blocked() {
 		t.Fatal("a large benign body was blocked")
+	}
+}
+
+// The gateway label comes from what a client says: its values are bounded.
+func TestGatewayLabelsBounded(t *testing.T) {
+	m := newMetrics(nil, func() float64 { return 0 })
+	for i := range maxGatewayLabels + 10 {
+		m.gatewayLabel(fmt.Sprintf("ns/gw-%d", i))
+	}
+	if got := m.gatewayLabel("ns/new"); got != "other" {
+		t.Errorf("label beyond the bound = %q, want other", got)
+	}
+	if got := m.gatewayLabel("ns/gw-1"); got != "ns/gw-1" {
+		t.Errorf("a known gateway = %q", got)
 	}
 }

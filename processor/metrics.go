@@ -1,6 +1,10 @@
 package processor
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // metrics of the processor, registered on the Registerer the caller gives.
 type metrics struct {
@@ -16,6 +20,31 @@ type metrics struct {
 	activeStreams prometheus.Gauge
 	refused       *prometheus.CounterVec
 	idleClosed    prometheus.Counter
+
+	// gateways seen as a label, bounded: the gateway comes from stream metadata, which a
+	// client of an open processor port chooses.
+	gatewaysMu sync.Mutex
+	gateways   map[string]bool
+}
+
+// maxGatewayLabels bounds the distinct gateway label values; later ones count as "other".
+const maxGatewayLabels = 1000
+
+// gatewayLabel is the gateway as a metric label, "other" beyond maxGatewayLabels.
+func (m *metrics) gatewayLabel(g string) string {
+	m.gatewaysMu.Lock()
+	defer m.gatewaysMu.Unlock()
+	if m.gateways[g] {
+		return g
+	}
+	if len(m.gateways) >= maxGatewayLabels {
+		return "other"
+	}
+	if m.gateways == nil {
+		m.gateways = map[string]bool{}
+	}
+	m.gateways[g] = true
+	return g
 }
 
 func newMetrics(reg prometheus.Registerer, openContexts func() float64) *metrics {

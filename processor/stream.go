@@ -485,7 +485,7 @@ func (s *stream) finish() {
 	if s.verdict == "allowed" && len(s.matches) > 0 {
 		s.verdict = "monitored"
 	}
-	p.metrics.requests.WithLabelValues(s.settings.gateway, s.verdict).Inc()
+	p.metrics.requests.WithLabelValues(p.metrics.gatewayLabel(s.settings.gateway), s.verdict).Inc()
 	if s.sampled && s.req != nil && len(s.derived) > 0 {
 		p.catalog.record(s.settings.gateway, s.catalogRoute(), s.req.method, s.derived, time.Now())
 	}
