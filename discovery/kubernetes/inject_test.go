@@ -2,6 +2,8 @@ package kubernetes
 
 import (
 	"bytes"
+	"context"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -12,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/wafplane/wafplane/discovery"
@@ -252,5 +255,30 @@ func TestMeshNamespaces(t *testing.T) {
 	want := map[string]string{"payments": "", "shop": discovery.LabelProtect + "=true"}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("mesh namespaces (-want +got):\n%s", d)
+	}
+}
+
+// Two gateways that would write one object: the first keeps it, the second is reported.
+func TestInjectNameClashReported(t *testing.T) {
+	render := func(g discovery.ForeignGateway, _ bool) ([]map[string]any, error) {
+		return []map[string]any{{"apiVersion": "networking.istio.io/v1alpha3", "kind": "EnvoyFilter",
+			"metadata": map[string]any{"namespace": g.Namespace, "name": "wafplane-mesh"}, "spec": map[string]any{}}}, nil
+	}
+	in := &Injector{AutoDetect: true, Render: render, metrics: newInjectorMetrics(nil)}
+	w := &writer{injector: in, log: slog.New(slog.NewTextHandler(io.Discard, nil)), recorder: record.NewFakeRecorder(10),
+		injectWarned: map[string]string{}}
+	view := installed() // nothing installed: no API call is made, the clash is found before
+	inj := &injection{view: view, gateways: []foreignGateway{
+		{model: discovery.ForeignGateway{Proxy: discovery.ProxyIstio, Namespace: "shop", Name: "mesh"}},
+		{model: discovery.ForeignGateway{Proxy: discovery.ProxyIstioSidecar, Namespace: "shop", Name: discovery.MeshName}},
+	}}
+	in.report(inj, true)
+	w.inject(context.Background(), objects{}, inj)
+	st := in.state()
+	if e := st.gateways["istio-sidecar:shop/mesh"].LastError; !strings.Contains(e, "is also what istio:shop/mesh needs") {
+		t.Errorf("the second gateway's error %q", e)
+	}
+	if e := st.gateways["istio:shop/mesh"].LastError; strings.Contains(e, "is also") {
+		t.Errorf("the first gateway reports the clash: %q", e)
 	}
 }

@@ -183,6 +183,19 @@ func (w *writer) inject(ctx context.Context, o objects, inj *injection) {
 			w.injectWarn(fg, mainKind(fg.model.Proxy)+"Failed", err.Error())
 			continue
 		}
+		var clash error
+		for _, d := range objs {
+			k := objKey{d.obj.GetKind(), d.obj.GetNamespace(), d.obj.GetName()}
+			if other, taken := desired[k]; taken && clash == nil {
+				clash = fmt.Errorf("%s %s/%s is also what %s needs: rename one of the two", k.kind, k.namespace, k.name, other.gw.model.Key())
+			}
+		}
+		if clash != nil {
+			// Gateways come sorted, so the same one keeps the object on every reconcile.
+			failed[fg.model.Key()] = clash.Error()
+			w.injectWarn(fg, mainKind(fg.model.Proxy)+"Failed", clash.Error())
+			continue
+		}
 		for _, d := range objs {
 			d.gw = fg
 			desired[objKey{d.obj.GetKind(), d.obj.GetNamespace(), d.obj.GetName()}] = d
