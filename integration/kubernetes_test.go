@@ -437,7 +437,7 @@ func TestProvisioningSharedPortsAndFailure(t *testing.T) {
 	_, err = in.gc.GatewayV1().Gateways("shop").Create(ctx, &gwapiv1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: "edge", Namespace: "shop"},
 		Spec: gwapiv1.GatewaySpec{GatewayClassName: "wafplane", Listeners: listeners}}, metav1.CreateOptions{})
 	must(t, err)
-	eventually(t, "edge programmed with an address", 30*time.Second, func() bool {
+	eventually(t, "edge programmed with an address", 60*time.Second, func() bool {
 		g, err := in.gc.GatewayV1().Gateways("shop").Get(ctx, "edge", metav1.GetOptions{})
 		return err == nil && meta.IsStatusConditionTrue(g.Status.Conditions, "Programmed") && len(g.Status.Addresses) > 0
 	})
@@ -459,7 +459,7 @@ func TestProvisioningSharedPortsAndFailure(t *testing.T) {
 		Spec: gwapiv1.GatewaySpec{GatewayClassName: "wafplane", Listeners: []gwapiv1.Listener{{Name: "http", Port: 80, Protocol: gwapiv1.HTTPProtocolType}}}},
 		metav1.CreateOptions{})
 	must(t, err)
-	eventually(t, "blocked is Programmed=False", 30*time.Second, func() bool {
+	eventually(t, "blocked is Programmed=False", 60*time.Second, func() bool {
 		g, err := in.gc.GatewayV1().Gateways("shop").Get(ctx, "blocked", metav1.GetOptions{})
 		if err != nil {
 			return false
@@ -470,6 +470,28 @@ func TestProvisioningSharedPortsAndFailure(t *testing.T) {
 	eventually(t, "the failure logged once at WARN", 10*time.Second, func() bool {
 		return strings.Count(in.log.String(), `level=WARN msg=ProvisioningFailed`) == 1
 	})
+
+	// A Service of the provisioned name that wafplane does not own is never taken over.
+	_, err = in.kc.CoreV1().Services("shop").Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "wafplane-taken", Namespace: "shop"},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "mine", Port: 9999}}}}, metav1.CreateOptions{})
+	must(t, err)
+	_, err = in.gc.GatewayV1().Gateways("shop").Create(ctx, &gwapiv1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: "taken", Namespace: "shop"},
+		Spec: gwapiv1.GatewaySpec{GatewayClassName: "wafplane", Listeners: []gwapiv1.Listener{{Name: "http", Port: 80, Protocol: gwapiv1.HTTPProtocolType}}}},
+		metav1.CreateOptions{})
+	must(t, err)
+	eventually(t, "taken is Programmed=False naming the Service", 60*time.Second, func() bool {
+		g, err := in.gc.GatewayV1().Gateways("shop").Get(ctx, "taken", metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
+		c := meta.FindStatusCondition(g.Status.Conditions, "Programmed")
+		return c != nil && c.Status == metav1.ConditionFalse && strings.Contains(c.Message, "not managed by wafplane")
+	})
+	svc, err = in.kc.CoreV1().Services("shop").Get(ctx, "wafplane-taken", metav1.GetOptions{})
+	must(t, err)
+	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 9999 {
+		t.Errorf("the unmanaged Service was changed: %+v", svc.Spec.Ports)
+	}
 }
 
 // testKeyPair is a certificate and key that parse, for listener Secrets.
@@ -524,7 +546,7 @@ func TestGatewayStatusConformance(t *testing.T) {
 		return gwapiv1.ListenerStatus{}
 	}
 	var mixed *gwapiv1.Gateway
-	eventually(t, "mixed's status", 30*time.Second, func() bool {
+	eventually(t, "mixed's status", 60*time.Second, func() bool {
 		mixed, err = in.gc.GatewayV1().Gateways("shop").Get(ctx, "mixed", metav1.GetOptions{})
 		return err == nil && listener(mixed, "bad-cert").AttachedRoutes == 1 && listener(mixed, "http").AttachedRoutes == 1
 	})
@@ -537,7 +559,7 @@ func TestGatewayStatusConformance(t *testing.T) {
 	if c := condition(mixed.Status.Conditions, "Accepted"); c.Status != metav1.ConditionTrue || c.Reason != "ListenersNotValid" {
 		t.Errorf("mixed Accepted %+v", c)
 	}
-	eventually(t, "none-valid not accepted", 30*time.Second, func() bool {
+	eventually(t, "none-valid not accepted", 60*time.Second, func() bool {
 		g, err := in.gc.GatewayV1().Gateways("shop").Get(ctx, "none-valid", metav1.GetOptions{})
 		if err != nil {
 			return false

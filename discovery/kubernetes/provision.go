@@ -266,6 +266,9 @@ func (p *Provisioner) reconcile(ctx context.Context, kc kubernetes.Interface, o 
 	switch {
 	case curSvc == nil:
 		_, err = kc.CoreV1().Services(ns).Create(ctx, svc, opts)
+	case curSvc.Labels[LabelManagedBy] != managedBy:
+		// Services are looked up among all Services (backends too): never take over one.
+		err = fmt.Errorf("exists and is not managed by wafplane (no label %s=%s): left alone; rename or delete it", LabelManagedBy, managedBy)
 	case !samePorts(curSvc.Spec.Ports, svc.Spec.Ports) || curSvc.Spec.Type != svc.Spec.Type:
 		s := curSvc.DeepCopy()
 		s.Spec.Ports, s.Spec.Type = svc.Spec.Ports, svc.Spec.Type
