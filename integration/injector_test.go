@@ -61,7 +61,7 @@ func (c *injectorCluster) get(gvr schema.GroupVersionResource, ns, name string) 
 func (c *injectorCluster) waitFor(t *testing.T, gvr schema.GroupVersionResource, ns, name string, ok func(*unstructured.Unstructured) bool) *unstructured.Unstructured {
 	t.Helper()
 	var got *unstructured.Unstructured
-	eventually(t, gvr.Resource+" "+ns+"/"+name, 20*time.Second, func() bool {
+	eventually(t, gvr.Resource+" "+ns+"/"+name, 45*time.Second, func() bool {
 		u, err := c.get(gvr, ns, name)
 		if err != nil || !ok(u) {
 			return false
@@ -74,7 +74,7 @@ func (c *injectorCluster) waitFor(t *testing.T, gvr schema.GroupVersionResource,
 
 func (c *injectorCluster) waitGone(t *testing.T, gvr schema.GroupVersionResource, ns, name string) {
 	t.Helper()
-	eventually(t, gvr.Resource+" "+ns+"/"+name+" deleted", 20*time.Second, func() bool {
+	eventually(t, gvr.Resource+" "+ns+"/"+name+" deleted", 45*time.Second, func() bool {
 		_, err := c.get(gvr, ns, name)
 		return apierrors.IsNotFound(err)
 	})
@@ -84,7 +84,7 @@ func (c *injectorCluster) waitGone(t *testing.T, gvr schema.GroupVersionResource
 func (c *injectorCluster) waitEvent(t *testing.T, ns, name, reason string) string {
 	t.Helper()
 	var msg string
-	eventually(t, "Event "+reason+" on "+ns+"/"+name, 20*time.Second, func() bool {
+	eventually(t, "Event "+reason+" on "+ns+"/"+name, 45*time.Second, func() bool {
 		list, err := c.kc.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{FieldSelector: "involvedObject.name=" + name})
 		if err != nil {
 			return false
