@@ -112,22 +112,7 @@ func TestKubernetesXDSCertificates(t *testing.T) {
 	listeners := func(conn *grpc.ClientConn, cluster string) ([]string, error) {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		d, err := xdstest.NewDelta(cctx, conn, &corev3.Node{Id: "edge-0", Cluster: cluster})
-		if err != nil {
-			return nil, err
-		}
-		if err := d.Subscribe(resourcev3.ListenerType); err != nil {
-			return nil, err
-		}
-		r, err := d.Recv()
-		if err != nil {
-			return nil, err
-		}
-		var names []string
-		for _, res := range r.Resources {
-			names = append(names, res.Name)
-		}
-		return names, nil
+		return xdstest.FirstNames(cctx, conn, &corev3.Node{Id: "edge-0", Cluster: cluster}, resourcev3.ListenerType)
 	}
 	names, err := listeners(dialXDS([]tls.Certificate{pair}), "shop/edge")
 	if err != nil || len(names) == 0 || !strings.HasPrefix(names[0], "shop/edge/") {

@@ -86,22 +86,7 @@ func fetchSecrets(t *testing.T, conn *grpc.ClientConn, nodeID, cluster string) (
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	d, err := xdstest.NewDelta(ctx, conn, node(nodeID, cluster))
-	if err != nil {
-		return nil, err
-	}
-	if err := d.Subscribe(resourcev3.SecretType); err != nil {
-		return nil, err
-	}
-	r, err := d.Recv()
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	for _, res := range r.Resources {
-		names = append(names, res.Name)
-	}
-	return names, nil
+	return xdstest.FirstNames(ctx, conn, node(nodeID, cluster), resourcev3.SecretType)
 }
 
 func TestXDSServesOnlyTheGatewayTheCertificateNames(t *testing.T) {

@@ -53,3 +53,24 @@ func (d *Delta) Nack(r *discoveryv3.DeltaDiscoveryResponse, message string) erro
 
 // Close ends the stream.
 func (d *Delta) Close() error { return d.stream.CloseSend() }
+
+// FirstNames opens a delta stream as node, subscribes to every resource of a type and
+// returns the names in the first response, or the stream's error (a refused stream's).
+func FirstNames(ctx context.Context, conn grpc.ClientConnInterface, node *corev3.Node, typeURL string) ([]string, error) {
+	d, err := NewDelta(ctx, conn, node)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.Subscribe(typeURL); err != nil {
+		return nil, err
+	}
+	r, err := d.Recv()
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(r.Resources))
+	for _, res := range r.Resources {
+		names = append(names, res.Name)
+	}
+	return names, nil
+}
