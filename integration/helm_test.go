@@ -127,7 +127,7 @@ func TestHelmChart(t *testing.T) {
 		{"processor deployment without autoscaling", "processor: {deployment: {enabled: true, replicas: 3, autoscaling: {enabled: false}, podDisruptionBudget: {enabled: false}}}"},
 		{"admin on all addresses", "admin: {listenAll: true}\nprocessor: {deployment: {enabled: true}}"},
 		{"extra gateway pods", "networkPolicy: {extraGatewayPods: [{namespaceSelector: {matchLabels: {team: edge}}, podSelector: {matchLabels: {app: my-envoy}}}]}"},
-		{"datadog layout", "datadog:\n  apiKey: ignored\n  appsec:\n    injector:\n      enabled: true\n      autoDetect: false\n      proxies: [istio-gateway]\n      processor:\n        service: {name: dd-processor, namespace: datadog}\n        port: 443\n"},
+		{"datadog layout", "datadog:\n  apiKey: ignored\n  appsec:\n    injector:\n      enabled: true\n      mode: external\n      autoDetect: false\n      proxies: [istio-gateway]\n      processor:\n        service: {name: dd-processor, namespace: datadog}\n        port: 443\n      sidecar: {image: ghcr.io/datadog/dd-trace-go/service-extensions-callout, imageTag: v2, port: 8080, healthPort: 8081, bodyParsingSizeLimit: -1, resources: {requests: {cpu: 10m, memory: 128Mi}}}\n"},
 	}
 	rendered := map[string][]*unstructured.Unstructured{}
 	for _, c := range cases {
