@@ -36,6 +36,12 @@
 // response with the blocking page. JSON response bodies are inspected only when enabled.
 //
 // The client IP is Envoy's source.address attribute; X-Forwarded-For is read from the right
-// past trusted proxies (clientip.go). The WAF time budget covers the whole request; when it
+// past trusted proxies, the peer counted once (clientip.go).
+//
+// Bounds (limits.go): streams open at once in total and per connection (refused with
+// ResourceExhausted), a silent stream is closed after the idle timeout and its WAF context
+// freed, and a message may not exceed the body limit plus room for headers. With
+// Config.TLSConfig and PeerGateway (serve --processor-mtls) a stream must present a
+// gateway's client certificate and may speak only for that gateway. The WAF time budget covers the whole request; when it
 // runs out the request continues and the timeout is counted.
 package processor
