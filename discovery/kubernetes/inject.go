@@ -3,6 +3,7 @@ package kubernetes
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 
@@ -53,7 +54,7 @@ type Injector struct {
 // Validate checks the settings.
 func (in *Injector) Validate() error {
 	for _, p := range in.Proxies {
-		if !contains(discovery.Proxies, p) {
+		if !slices.Contains(discovery.Proxies, p) {
 			return fmt.Errorf("inject proxies: %q is not one of %s", p, strings.Join(discovery.Proxies, ", "))
 		}
 	}
@@ -66,52 +67,41 @@ func (in *Injector) Validate() error {
 	return nil
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 // foreignGateway is a gateway to protect and the objects that asked for it, which get
-// its Events.
+// its Events; warnings are its annotation values that do not parse (the defaults apply).
 type foreignGateway struct {
-	model   discovery.ForeignGateway
-	sources []runtime.Object
+	model    discovery.ForeignGateway
+	sources  []runtime.Object
+	warnings []string
 }
 
 // foreignGateways finds the gateways of the enabled proxy types that are not opted out.
 // It is pure, like convert.
 func (in *Injector) foreignGateways(o objects, enabled map[string]bool) []foreignGateway {
-	ix := newIndex(o)
-	classes := map[string]string{} // class name → proxy type
+	// Only annotations are read: not the whole index convert builds.
+	ix := &index{warnings: map[string][]string{}}
+	proxies := map[string]string{} // class name → proxy type
+	classes := map[string]*gwapiv1.GatewayClass{}
 	for _, gc := range o.classes {
+		classes[gc.Name] = gc
 		switch string(gc.Spec.ControllerName) {
 		case EnvoyGatewayControllerName:
-			classes[gc.Name] = discovery.ProxyEnvoyGateway
+			proxies[gc.Name] = discovery.ProxyEnvoyGateway
 		case IstioControllerName:
-			classes[gc.Name] = discovery.ProxyIstio
+			proxies[gc.Name] = discovery.ProxyIstio
 		}
-	}
-	classByName := map[string]*gwapiv1.GatewayClass{}
-	for _, gc := range o.classes {
-		classByName[gc.Name] = gc
 	}
 	var out []foreignGateway
 	for _, g := range o.gateways {
-		proxy := classes[string(g.Spec.GatewayClassName)]
-		if proxy == "" || !enabled[proxy] {
-			continue
-		}
-		if optedOut(g, classByName[string(g.Spec.GatewayClassName)]) {
+		proxy := proxies[string(g.Spec.GatewayClassName)]
+		if proxy == "" || !enabled[proxy] || optedOut(g, classes[string(g.Spec.GatewayClassName)]) {
 			continue
 		}
 		out = append(out, foreignGateway{
 			model: discovery.ForeignGateway{Proxy: proxy, Namespace: g.Namespace, Name: g.Name,
 				Sources: []string{key(g)}, Protection: ix.protection(g, "Gateway")},
-			sources: []runtime.Object{g},
+			sources:  []runtime.Object{g},
+			warnings: ix.warnings["Gateway/"+key(g)],
 		})
 	}
 	if enabled[discovery.ProxyIstioGateway] {
@@ -147,6 +137,7 @@ func (in *Injector) istioGatewayGroups(gateways []*unstructured.Unstructured, ix
 		fg.model.Sources = append(fg.model.Sources, key(g))
 		fg.sources = append(fg.sources, g)
 		fg.model.Protection = stricter(fg.model.Protection, ix.protection(g, "Gateway"), len(fg.sources) == 1)
+		fg.warnings = append(fg.warnings, ix.warnings["Gateway/"+key(g)]...)
 	}
 	out := make([]foreignGateway, 0, len(order))
 	for _, name := range order {
@@ -212,7 +203,8 @@ func (in *Injector) meshNamespaces(o objects, ix *index) []foreignGateway {
 		out = append(out, foreignGateway{
 			model: discovery.ForeignGateway{Proxy: discovery.ProxyIstioSidecar, Namespace: ns.Name, Name: discovery.MeshName,
 				Selector: sel, Sources: []string{ns.Name}, Protection: ix.protection(ns, "Namespace")},
-			sources: []runtime.Object{ns},
+			sources:  []runtime.Object{ns},
+			warnings: ix.warnings["Namespace/"+key(ns)],
 		})
 	}
 	return out

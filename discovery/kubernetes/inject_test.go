@@ -266,7 +266,7 @@ func TestInjectNameClashReported(t *testing.T) {
 	}
 	in := &Injector{AutoDetect: true, Render: render, metrics: newInjectorMetrics(nil)}
 	w := &writer{injector: in, log: slog.New(slog.NewTextHandler(io.Discard, nil)), recorder: record.NewFakeRecorder(10),
-		injectWarned: map[string]string{}}
+		injectWarned: map[string]map[string]string{}, renders: map[string]*rendered{}, specs: map[types.UID]cachedSpec{}}
 	view := installed() // nothing installed: no API call is made, the clash is found before
 	inj := &injection{view: view, gateways: []foreignGateway{
 		{model: discovery.ForeignGateway{Proxy: discovery.ProxyIstio, Namespace: "shop", Name: "mesh"}},
@@ -280,5 +280,41 @@ func TestInjectNameClashReported(t *testing.T) {
 	}
 	if e := st.gateways["istio:shop/mesh"].LastError; strings.Contains(e, "is also") {
 		t.Errorf("the first gateway reports the clash: %q", e)
+	}
+}
+
+// An annotation value that does not parse on a foreign gateway is an InvalidAnnotation
+// Warning, as on wafplane's own, and the record of warnings forgets gateways that go.
+func TestForeignAnnotationWarningsAndForgetting(t *testing.T) {
+	o := objects{
+		classes:  []*gwapiv1.GatewayClass{class("istio", IstioControllerName, nil)},
+		gateways: []*gwapiv1.Gateway{gw("shop", "edge", "istio", nil, map[string]string{AnnotationFailOpen: "maybe"})},
+	}
+	in := &Injector{AutoDetect: true, metrics: newInjectorMetrics(nil),
+		Render: func(discovery.ForeignGateway, bool) ([]map[string]any, error) { return nil, nil }}
+	inj := in.plan(o, installed(kindEnvoyFilter))
+	if len(inj.gateways) != 1 || len(inj.gateways[0].warnings) != 1 || !strings.Contains(inj.gateways[0].warnings[0], AnnotationFailOpen) {
+		t.Fatalf("warnings %+v", inj.gateways)
+	}
+	rec := record.NewFakeRecorder(10)
+	w := &writer{injector: in, log: slog.New(slog.NewTextHandler(io.Discard, nil)), recorder: rec,
+		injectWarned: map[string]map[string]string{}, renders: map[string]*rendered{}, specs: map[types.UID]cachedSpec{}}
+	in.report(inj, true)
+	w.inject(context.Background(), o, inj)
+	w.inject(context.Background(), o, inj)
+	events := 0
+	for len(rec.Events) > 0 {
+		if e := <-rec.Events; strings.Contains(e, "InvalidAnnotation") {
+			events++
+		}
+	}
+	if events != 1 {
+		t.Errorf("%d InvalidAnnotation Events over two reconciles, want 1", events)
+	}
+	o.gateways = nil
+	inj = in.plan(o, installed(kindEnvoyFilter))
+	w.inject(context.Background(), o, inj)
+	if len(w.injectWarned) != 0 {
+		t.Errorf("warnings kept for gateways that are gone: %v", w.injectWarned)
 	}
 }

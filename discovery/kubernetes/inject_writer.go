@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -26,29 +27,29 @@ import (
 
 // injection is one reading of what the injector should do, made on every replica.
 type injection struct {
-	view     crdView
-	enabled  map[string]bool
-	problems map[string]string // proxy → why it is not injected
-	gateways []foreignGateway
+	view      crdView
+	installed map[string]bool // proxy → its CRDs are installed
+	enabled   map[string]bool
+	problems  map[string]string // proxy → why it is not injected
+	gateways  []foreignGateway
 }
 
 // plan decides which proxy types are injected and finds their gateways.
 func (in *Injector) plan(o objects, view crdView) *injection {
 	o.istioGateways = view.objects[kindIstioGateway.Kind]
-	inj := &injection{view: view, enabled: map[string]bool{}, problems: map[string]string{}}
+	inj := &injection{view: view, installed: map[string]bool{}, enabled: map[string]bool{}, problems: map[string]string{}}
 	for _, p := range discovery.Proxies {
-		installed := true
 		var missing []string
 		for _, k := range proxyKinds[p] {
 			if view.installed[k.Kind] == "" {
-				installed = false
 				missing = append(missing, k.crd())
 			}
 		}
-		named := contains(in.Proxies, p)
+		inj.installed[p] = len(missing) == 0
+		named := slices.Contains(in.Proxies, p)
 		switch {
 		case len(in.Proxies) > 0 && !named:
-		case installed:
+		case inj.installed[p]:
 			inj.enabled[p] = true
 		case named:
 			inj.problems[p] = fmt.Sprintf("proxy type %s was asked for but its CRDs are not installed: %s", p, strings.Join(missing, ", "))
@@ -71,11 +72,7 @@ func (in *Injector) report(inj *injection, leader bool) {
 	}
 	in.problems = inj.problems
 	for _, p := range discovery.Proxies {
-		installed := true
-		for _, k := range proxyKinds[p] {
-			installed = installed && inj.view.installed[k.Kind] != ""
-		}
-		st.proxies[p] = &ProxyStatus{Enabled: inj.enabled[p], CRDsInstalled: installed, Error: inj.problems[p]}
+		st.proxies[p] = &ProxyStatus{Enabled: inj.enabled[p], CRDsInstalled: inj.installed[p], Error: inj.problems[p]}
 	}
 	found := map[string]bool{}
 	counts := map[string]int{}
@@ -171,12 +168,14 @@ func (w *writer) inject(ctx context.Context, o objects, inj *injection) {
 	now := time.Now()
 	desired := map[objKey]desiredObject{}
 	failed := map[string]string{} // gateway key → error
-	if w.renders == nil {
-		w.renders, w.specs = map[string]*rendered{}, map[types.UID]cachedSpec{}
-	}
 	seenGateways := map[string]bool{}
 	for i := range inj.gateways {
 		fg := &inj.gateways[i]
+		if len(fg.warnings) > 0 {
+			w.injectWarn(fg, "InvalidAnnotation", strings.Join(fg.warnings, "; "))
+		} else {
+			w.injectClear(fg, "InvalidAnnotation")
+		}
 		objs, err := w.render(fg, inj.view.targetRefs, seenGateways)
 		if err != nil {
 			failed[fg.model.Key()] = err.Error()
@@ -209,12 +208,16 @@ func (w *writer) inject(ctx context.Context, o objects, inj *injection) {
 	// Normalized specs of the cluster's objects, computed on this goroutine before the
 	// workers start: the cache is not shared with them.
 	seenUIDs := map[types.UID]bool{}
+	current := map[objKey]*unstructured.Unstructured{} // what the synced caches hold
+	for kind, objs := range inj.view.objects {
+		for _, u := range objs {
+			current[objKey{kind, u.GetNamespace(), u.GetName()}] = u
+		}
+	}
 	currentSpecs := map[objKey]any{}
 	for k := range desired {
-		if kind, ok := kindNamed(k.kind); ok && inj.view.synced[kind.Kind] {
-			if cur := findObject(inj.view.objects[kind.Kind], k); cur != nil {
-				currentSpecs[k] = w.currentSpec(cur, seenUIDs)
-			}
+		if cur := current[k]; cur != nil {
+			currentSpecs[k] = w.currentSpec(cur, seenUIDs)
 		}
 	}
 	for uid := range w.specs {
@@ -247,8 +250,7 @@ func (w *writer) inject(ctx context.Context, o objects, inj *injection) {
 			results[i].err = errWaiting
 		default:
 			workers.Go(func() error {
-				results[i].rec, results[i].err = w.applyObject(ctx, kind, inj.view.installed[kind.Kind], desired[k],
-					findObject(inj.view.objects[kind.Kind], k), currentSpecs[k])
+				results[i].rec, results[i].err = w.applyObject(ctx, kind, inj.view.installed[kind.Kind], desired[k], current[k], currentSpecs[k])
 				return nil
 			})
 		}
@@ -273,6 +275,7 @@ func (w *writer) inject(ctx context.Context, o objects, inj *injection) {
 		}
 	}
 	w.collectOrphans(ctx, o, inj, desired)
+	w.forgetWarnings(inj)
 
 	st := in.state()
 	st.mu.Lock()
@@ -301,15 +304,6 @@ func (w *writer) inject(ctx context.Context, o objects, inj *injection) {
 	}
 	st.updated = now
 	st.mu.Unlock()
-}
-
-func findObject(list []*unstructured.Unstructured, k objKey) *unstructured.Unstructured {
-	for _, u := range list {
-		if u.GetNamespace() == k.namespace && u.GetName() == k.name {
-			return u
-		}
-	}
-	return nil
 }
 
 func kindNamed(kind string) (injectKind, bool) {
@@ -465,26 +459,51 @@ func (w *writer) injectWrote(fg *foreignGateway, rec WrittenObject) {
 	w.injectClear(fg, rec.Kind+"Failed")
 }
 
+// sourceID names an object that gets the injector's Events (a Gateway, native Istio
+// Gateway or Namespace), for injectWarned.
+func sourceID(src runtime.Object) string {
+	return fmt.Sprintf("%T/%s", src, key(src.(metav1.Object)))
+}
+
 // injectWarn records a Warning Event on each of the gateway's objects, once per message.
 func (w *writer) injectWarn(fg *foreignGateway, reason, msg string) {
 	logged := false
 	for _, src := range fg.sources {
-		k := fmt.Sprintf("%s/%s/%s", src.GetObjectKind().GroupVersionKind().Kind, key(src.(metav1.Object)), reason)
-		if w.injectWarned[k] == msg {
+		id := sourceID(src)
+		if w.injectWarned[id][reason] == msg {
 			continue
 		}
 		if !logged {
 			w.log.Warn("injector: "+reason, "gateway", fg.model.Key(), "error", msg)
 			logged = true
 		}
-		w.injectWarned[k] = msg
+		if w.injectWarned[id] == nil {
+			w.injectWarned[id] = map[string]string{}
+		}
+		w.injectWarned[id][reason] = msg
 		w.recorder.Event(src, corev1.EventTypeWarning, reason, msg)
 	}
 }
 
 func (w *writer) injectClear(fg *foreignGateway, reason string) {
 	for _, src := range fg.sources {
-		delete(w.injectWarned, fmt.Sprintf("%s/%s/%s", src.GetObjectKind().GroupVersionKind().Kind, key(src.(metav1.Object)), reason))
+		delete(w.injectWarned[sourceID(src)], reason)
+	}
+}
+
+// forgetWarnings drops what was warned about objects that no longer ask for protection,
+// so that the record does not grow with every Gateway ever seen.
+func (w *writer) forgetWarnings(inj *injection) {
+	current := map[string]bool{}
+	for _, fg := range inj.gateways {
+		for _, src := range fg.sources {
+			current[sourceID(src)] = true
+		}
+	}
+	for id := range w.injectWarned {
+		if !current[id] {
+			delete(w.injectWarned, id)
+		}
 	}
 }
 

@@ -37,8 +37,8 @@ type writer struct {
 	recorder   record.EventRecorder
 	protected  map[types.NamespacedName]bool // last protection seen, for on/off Events
 	warned     map[string]string             // object → last warning, so Events are not repeated
-	// injectWarned is the same for the injector, per object and reason.
-	injectWarned map[string]string
+	// injectWarned is the same for the injector: source object → reason → message.
+	injectWarned map[string]map[string]string
 	renders      map[string]*rendered     // gateway key → its objects as last rendered
 	specs        map[types.UID]cachedSpec // cluster objects' specs, normalized
 
@@ -95,7 +95,8 @@ func (w *writer) start(ctx context.Context) error {
 	w.wake = make(chan struct{}, 1)
 	w.protected = map[types.NamespacedName]bool{}
 	w.warned = map[string]string{}
-	w.injectWarned = map[string]string{}
+	w.injectWarned = map[string]map[string]string{}
+	w.renders, w.specs = map[string]*rendered{}, map[types.UID]cachedSpec{}
 	go func() { <-ctx.Done(); b.Shutdown() }()
 	return nil
 }
