@@ -22,9 +22,10 @@ func (a *adminFlags) register(env *envFlags, def, usage string) {
 // openPaths answer without a token: probes reach them.
 var openPaths = map[string]bool{"/healthz": true, "/readyz": true}
 
-// handler guards h with the token. An admin endpoint off loopback without a token is
-// refused: it shows security events, configuration and profiles.
-func (a *adminFlags) handler(h http.Handler) (http.Handler, error) {
+// guard reads the token once and returns what puts it in front of the admin handler. An
+// admin endpoint off loopback without a token is refused: it shows security events,
+// configuration and profiles.
+func (a *adminFlags) guard() (func(http.Handler) http.Handler, error) {
 	token := a.token
 	if token == "" && a.tokenFile != "" {
 		b, err := os.ReadFile(a.tokenFile)
@@ -40,15 +41,17 @@ func (a *adminFlags) handler(h http.Handler) (http.Handler, error) {
 			return nil, fmt.Errorf("--admin-address %s is not loopback: set --admin-token or --admin-token-file (WAFPLANE_ADMIN_TOKEN), "+
 				"since the admin endpoint shows security events, configuration and profiles; or keep it on 127.0.0.1", a.address)
 		}
-		return h, nil
+		return func(h http.Handler) http.Handler { return h }, nil
 	}
 	want := []byte("Bearer " + token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !openPaths[r.URL.Path] && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="wafplane admin"`)
-			http.Error(w, "unauthorized: send Authorization: Bearer <admin token>", http.StatusUnauthorized)
-			return
-		}
-		h.ServeHTTP(w, r)
-	}), nil
+	return func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !openPaths[r.URL.Path] && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="wafplane admin"`)
+				http.Error(w, "unauthorized: send Authorization: Bearer <admin token>", http.StatusUnauthorized)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}, nil
 }

@@ -36,6 +36,13 @@ func usageWithEnv(usage, name string, aliases []string) string {
 	return fmt.Sprintf("%s (env %s)", usage, strings.Join(append([]string{envName(name)}, aliases...), ", "))
 }
 
+// given says whether a flag was set on the command line or through its variable, so that
+// a default that depends on other flags applies only when it was not.
+func (e *envFlags) given(name string) bool {
+	_, _, ok := lookup(name, nil)
+	return e.fs.Changed(name) || ok
+}
+
 func (e *envFlags) String(p *string, name, def, usage string, aliases ...string) {
 	if _, v, ok := lookup(name, aliases); ok {
 		def = v

@@ -142,12 +142,12 @@ func newProcessorCommand(logs *logOptions) *cobra.Command {
 }
 
 func runProcessor(ctx context.Context, cfg processor.Config, admin *adminFlags, log *slog.Logger) error {
-	var guard func(http.Handler) (http.Handler, error)
+	var guard func(http.Handler) http.Handler
 	if admin.address != "" {
-		if _, err := admin.handler(http.NotFoundHandler()); err != nil {
+		var err error
+		if guard, err = admin.guard(); err != nil {
 			return err // refused before anything starts
 		}
-		guard = admin.handler
 	}
 	reg := newRegistry()
 	p, err := processor.New(cfg, log.With("component", "processor"), reg)
@@ -157,10 +157,7 @@ func runProcessor(ctx context.Context, cfg processor.Config, admin *adminFlags, 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return p.Start(ctx) })
 	if guard != nil {
-		h, err := guard(processorAdminMux(reg, p))
-		if err != nil {
-			return err
-		}
+		h := guard(processorAdminMux(reg, p))
 		g.Go(func() error { return serveAdmin(ctx, admin.address, h, log) })
 	}
 	return g.Wait()

@@ -185,12 +185,12 @@ func TestAdminOffLoopbackNeedsAToken(t *testing.T) {
 		}
 	}
 	dir := t.TempDir()
-	if _, err := (&adminFlags{address: "0.0.0.0:1", tokenFile: filepath.Join(dir, "missing")}).handler(http.NotFoundHandler()); err == nil {
+	if _, err := (&adminFlags{address: "0.0.0.0:1", tokenFile: filepath.Join(dir, "missing")}).guard(); err == nil {
 		t.Error("a missing token file was accepted")
 	}
 	empty := filepath.Join(dir, "empty")
 	_ = os.WriteFile(empty, []byte("\n"), 0o600)
-	if _, err := (&adminFlags{address: "0.0.0.0:1", tokenFile: empty}).handler(http.NotFoundHandler()); err == nil {
+	if _, err := (&adminFlags{address: "0.0.0.0:1", tokenFile: empty}).guard(); err == nil {
 		t.Error("an empty token file was accepted")
 	}
 }

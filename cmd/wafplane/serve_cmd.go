@@ -67,8 +67,7 @@ func newServeCommand(logs *logOptions) *cobra.Command {
 		if len(env.errs) > 0 {
 			return errors.Join(env.errs...)
 		}
-		f.injectTLSSet = cmd.Flags().Changed("inject-processor-tls") || os.Getenv("WAFPLANE_INJECT_PROCESSOR_TLS") != ""
-		f.xdsTLSSet = cmd.Flags().Changed("xds-tls") || os.Getenv("WAFPLANE_XDS_TLS") != ""
+		f.injectTLSSet, f.xdsTLSSet = env.given("inject-processor-tls"), env.given("xds-tls")
 		log, err := logs.logger(os.Stderr)
 		if err != nil {
 			return err
@@ -114,12 +113,11 @@ func (f *serveFlags) run(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	var adminHandler func(http.Handler) (http.Handler, error)
+	var adminGuard func(http.Handler) http.Handler
 	if f.processor.admin.address != "" {
-		if _, err := f.processor.admin.handler(http.NotFoundHandler()); err != nil {
+		if adminGuard, err = f.processor.admin.guard(); err != nil {
 			return err // refused before anything starts
 		}
-		adminHandler = f.processor.admin.handler
 	}
 	if err := opts.Validate(); err != nil {
 		return fmt.Errorf("--processor-address: %w", err)
@@ -177,13 +175,10 @@ func (f *serveFlags) run(ctx context.Context, log *slog.Logger) error {
 		g.Go(func() error { return caRun(ctx) })
 	}
 	g.Go(func() error { return proc.Start(ctx) })
-	if adminHandler != nil {
+	if adminGuard != nil {
 		mux := adminMux(reg, proc, xs)
 		mux.Handle("GET /injections", injections)
-		h, err := adminHandler(mux)
-		if err != nil {
-			return err
-		}
+		h := adminGuard(mux)
 		g.Go(func() error { return serveAdmin(ctx, f.processor.admin.address, h, log.With("component", "admin")) })
 	}
 	return g.Wait()
