@@ -99,17 +99,13 @@ func objectMeta(g discovery.ForeignGateway, namespace, name string) Object {
 	}
 }
 
-// objectName is "wafplane-" and the parts, shortened with a hash to fit a label value, so
-// that names stay usable in label selectors and kubectl output.
+// objectName is "wafplane-" and the parts, fitted to a label value (labelValue), so that
+// names stay usable in label selectors and kubectl output.
 func objectName(parts ...string) string {
-	name := "wafplane-" + strings.Join(parts, "-")
-	if len(name) <= 63 {
-		return name
-	}
-	h := sha256.Sum256([]byte(name))
-	return strings.TrimRight(name[:54], "-.") + "-" + hex.EncodeToString(h[:4])
+	return labelValue("wafplane-" + strings.Join(parts, "-"))
 }
 
+// labelValue fits v in Kubernetes' 63 characters, a hash of the whole keeping it unique.
 func labelValue(v string) string {
 	if len(v) <= 63 {
 		return v
