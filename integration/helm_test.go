@@ -105,6 +105,16 @@ func flagsKnown(t *testing.T, args []string) {
 	}
 }
 
+// wantArgs reports each wanted argument the container lacks.
+func wantArgs(t *testing.T, args []string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !hasArg(args, w) {
+			t.Errorf("args %v lack %s", args, w)
+		}
+	}
+}
+
 func hasArg(args []string, want string) bool {
 	for _, a := range args {
 		if a == want {
@@ -147,12 +157,8 @@ func TestHelmChart(t *testing.T) {
 
 	t.Run("injector flags", func(t *testing.T) {
 		args := containerArgs(t, find(rendered["injector"], "Deployment", "wafplane"))
-		for _, want := range []string{"--inject", "--inject-proxies=istio,envoy-gateway", "--inject-processor-service=wafplane",
-			"--inject-processor-namespace=wafplane-system", "--inject-processor-port=443", "--inject-processor-tls=true"} {
-			if !hasArg(args, want) {
-				t.Errorf("args %v lack %s", args, want)
-			}
-		}
+		wantArgs(t, args, "--inject", "--inject-proxies=istio,envoy-gateway", "--inject-processor-service=wafplane",
+			"--inject-processor-namespace=wafplane-system", "--inject-processor-port=443", "--inject-processor-tls=true")
 		if find(rendered["injector"], "ClusterRole", "wafplane-injector") == nil || find(rendered["default"], "ClusterRole", "wafplane-injector") != nil {
 			t.Error("the injector's ClusterRole must come with injector.enabled only")
 		}
@@ -161,12 +167,8 @@ func TestHelmChart(t *testing.T) {
 	t.Run("processor deployment objects", func(t *testing.T) {
 		objs := rendered["processor deployment"]
 		args := containerArgs(t, find(objs, "Deployment", "wafplane"))
-		for _, want := range []string{"--inject-processor-service=wafplane-processor", "--inject-processor-port=18080",
-			"--processor-address=wafplane-processor.wafplane-system.svc.cluster.local:18080"} {
-			if !hasArg(args, want) {
-				t.Errorf("control plane args %v lack %s", args, want)
-			}
-		}
+		wantArgs(t, args, "--inject-processor-service=wafplane-processor", "--inject-processor-port=18080",
+			"--processor-address=wafplane-processor.wafplane-system.svc.cluster.local:18080")
 		for _, kind := range []string{"Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy"} {
 			if find(objs, kind, "wafplane-processor") == nil {
 				t.Errorf("no %s wafplane-processor", kind)
@@ -192,12 +194,8 @@ func TestHelmChart(t *testing.T) {
 
 	t.Run("datadog layout flags", func(t *testing.T) {
 		args := containerArgs(t, find(rendered["datadog layout"], "Deployment", "wafplane"))
-		for _, want := range []string{"--inject", "--inject-auto-detect=false", "--inject-proxies=istio-gateway",
-			"--inject-processor-service=dd-processor", "--inject-processor-namespace=datadog", "--inject-processor-port=443"} {
-			if !hasArg(args, want) {
-				t.Errorf("args %v lack %s", args, want)
-			}
-		}
+		wantArgs(t, args, "--inject", "--inject-auto-detect=false", "--inject-proxies=istio-gateway",
+			"--inject-processor-service=dd-processor", "--inject-processor-namespace=datadog", "--inject-processor-port=443")
 	})
 
 	t.Run("admin token", func(t *testing.T) {

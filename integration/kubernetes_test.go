@@ -455,18 +455,23 @@ func TestProvisioningSharedPortsAndFailure(t *testing.T) {
 	// A ConfigMap of the provisioned name that wafplane does not own: provisioning fails.
 	_, err = in.kc.CoreV1().ConfigMaps("shop").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "wafplane-blocked", Namespace: "shop"}}, metav1.CreateOptions{})
 	must(t, err)
-	_, err = in.gc.GatewayV1().Gateways("shop").Create(ctx, &gwapiv1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: "blocked", Namespace: "shop"},
-		Spec: gwapiv1.GatewaySpec{GatewayClassName: "wafplane", Listeners: []gwapiv1.Listener{{Name: "http", Port: 80, Protocol: gwapiv1.HTTPProtocolType}}}},
-		metav1.CreateOptions{})
-	must(t, err)
-	eventually(t, "blocked is Programmed=False", 60*time.Second, func() bool {
-		g, err := in.gc.GatewayV1().Gateways("shop").Get(ctx, "blocked", metav1.GetOptions{})
-		if err != nil {
-			return false
-		}
-		c := meta.FindStatusCondition(g.Status.Conditions, "Programmed")
-		return c != nil && c.Status == metav1.ConditionFalse && c.Reason == "Invalid" && strings.Contains(c.Message, "could not be provisioned")
-	})
+	// notProgrammed creates an HTTP Gateway and waits for Programmed=False saying why.
+	notProgrammed := func(name, reason, message string) {
+		t.Helper()
+		_, err := in.gc.GatewayV1().Gateways("shop").Create(ctx, &gwapiv1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop"},
+			Spec: gwapiv1.GatewaySpec{GatewayClassName: "wafplane", Listeners: []gwapiv1.Listener{{Name: "http", Port: 80, Protocol: gwapiv1.HTTPProtocolType}}}},
+			metav1.CreateOptions{})
+		must(t, err)
+		eventually(t, name+" is Programmed=False", 60*time.Second, func() bool {
+			g, err := in.gc.GatewayV1().Gateways("shop").Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return false
+			}
+			c := meta.FindStatusCondition(g.Status.Conditions, "Programmed")
+			return c != nil && c.Status == metav1.ConditionFalse && c.Reason == reason && strings.Contains(c.Message, message)
+		})
+	}
+	notProgrammed("blocked", "Invalid", "could not be provisioned")
 	eventually(t, "the failure logged once at WARN", 10*time.Second, func() bool {
 		return strings.Count(in.log.String(), `level=WARN msg=ProvisioningFailed`) == 1
 	})
@@ -475,18 +480,7 @@ func TestProvisioningSharedPortsAndFailure(t *testing.T) {
 	_, err = in.kc.CoreV1().Services("shop").Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "wafplane-taken", Namespace: "shop"},
 		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "mine", Port: 9999}}}}, metav1.CreateOptions{})
 	must(t, err)
-	_, err = in.gc.GatewayV1().Gateways("shop").Create(ctx, &gwapiv1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: "taken", Namespace: "shop"},
-		Spec: gwapiv1.GatewaySpec{GatewayClassName: "wafplane", Listeners: []gwapiv1.Listener{{Name: "http", Port: 80, Protocol: gwapiv1.HTTPProtocolType}}}},
-		metav1.CreateOptions{})
-	must(t, err)
-	eventually(t, "taken is Programmed=False naming the Service", 60*time.Second, func() bool {
-		g, err := in.gc.GatewayV1().Gateways("shop").Get(ctx, "taken", metav1.GetOptions{})
-		if err != nil {
-			return false
-		}
-		c := meta.FindStatusCondition(g.Status.Conditions, "Programmed")
-		return c != nil && c.Status == metav1.ConditionFalse && strings.Contains(c.Message, "not managed by wafplane")
-	})
+	notProgrammed("taken", "Invalid", "not managed by wafplane")
 	svc, err = in.kc.CoreV1().Services("shop").Get(ctx, "wafplane-taken", metav1.GetOptions{})
 	must(t, err)
 	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 9999 {

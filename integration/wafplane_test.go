@@ -274,4 +274,12 @@ func TestNotReadyUntilTheFileParses(t *testing.T) {
 		code, _ := readyz()
 		return code == http.StatusOK
 	})
+	// Probes need no admin port: the health port answers /readyz too.
+	resp, err := http.Get("http://127.0.0.1:" + ports[2] + "/readyz")
+	must(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"status":"ok"`) {
+		t.Errorf("health port /readyz: %d %s", resp.StatusCode, body)
+	}
 }

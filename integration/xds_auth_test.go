@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -30,6 +31,8 @@ import (
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 	"sigs.k8s.io/yaml"
 
+	"github.com/wafplane/wafplane/discovery/kubernetes"
+	"github.com/wafplane/wafplane/discovery/kubernetes/kubetest"
 	"github.com/wafplane/wafplane/xds/pki"
 	"github.com/wafplane/wafplane/xds/xdstest"
 )
@@ -271,5 +274,44 @@ func TestProcessorMTLS(t *testing.T) {
 	}
 	if err == nil {
 		t.Error("a client without a certificate was served")
+	}
+}
+
+// The CA Secret is made on the first start, and a CA near its end is replaced, the old one
+// staying in the bundle (trusted) while it is valid.
+func TestCAStoreMakesAndRotates(t *testing.T) {
+	env := kubetest.Start(t)
+	kc := env.Clientset()
+	namespace(t, kc, "wafplane-system")
+	ctx := context.Background()
+	store := &kubernetes.CAStore{Client: kc, Namespace: "wafplane-system", Name: "wafplane-ca", Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	first, err := store.Load(ctx)
+	must(t, err)
+	again, err := store.Load(ctx)
+	must(t, err)
+	if again.Fingerprint() != first.Fingerprint() {
+		t.Fatal("a second load made another CA")
+	}
+	// Replace it with a CA that has less than pki.RotateBefore left.
+	old, err := pki.New(time.Now().Add(-pki.CAValidity + pki.RotateBefore/2))
+	must(t, err)
+	key, err := old.KeyPEM()
+	must(t, err)
+	sec, err := kc.CoreV1().Secrets("wafplane-system").Get(ctx, "wafplane-ca", metav1.GetOptions{})
+	must(t, err)
+	sec.Data = map[string][]byte{"ca.crt": old.BundlePEM(), "ca.key": key}
+	_, err = kc.CoreV1().Secrets("wafplane-system").Update(ctx, sec, metav1.UpdateOptions{})
+	must(t, err)
+	rotated, err := store.Load(ctx)
+	must(t, err)
+	if rotated.Fingerprint() == old.Fingerprint() || len(rotated.Bundle) != 2 || !rotated.Bundle[1].Equal(old.Cert) {
+		t.Fatalf("after rotation: %d certificates in the bundle, current %s", len(rotated.Bundle), rotated.Fingerprint())
+	}
+	stored, err := kc.CoreV1().Secrets("wafplane-system").Get(ctx, "wafplane-ca", metav1.GetOptions{})
+	must(t, err)
+	back, err := pki.Parse(stored.Data["ca.crt"], stored.Data["ca.key"])
+	must(t, err)
+	if back.Fingerprint() != rotated.Fingerprint() || store.Current().Fingerprint() != rotated.Fingerprint() {
+		t.Error("the rotated CA was not stored or is not the current one")
 	}
 }

@@ -76,3 +76,13 @@ func TestLuhn(t *testing.T) {
 		}
 	}
 }
+
+// What a rule matched in a cookie is shown, capped; the cookie's value never.
+func TestCookieHighlightCapped(t *testing.T) {
+	long := strings.Repeat("x", 200)
+	p := MatchParameter{Address: cookiesAddress, Value: "secret-session-" + long, Highlight: []string{long}}
+	redactParameter(&p)
+	if p.Value != redacted || len([]rune(p.Highlight[0])) != maxCookieHighlight+1 || !strings.HasSuffix(p.Highlight[0], "…") {
+		t.Errorf("value %q, highlight %q (%d runes)", p.Value, p.Highlight[0], len([]rune(p.Highlight[0])))
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -45,15 +44,7 @@ func startAuthServer(t *testing.T) (*Server, *pki.CA, string) {
 		st.Gateways = append(st.Gateways, g)
 	}
 	s.Publish(snapshot.Translate(st, snapshot.Options{}), nil)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, lis) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return s, ca, lis.Addr().String()
+	return s, ca, serve(t, s)
 }
 
 // dial connects as an Envoy would: trusting wafplane's CA, with the client certificate

@@ -30,6 +30,17 @@ import (
 func startServer(t *testing.T) (*Server, *grpc.ClientConn) {
 	t.Helper()
 	s := New(slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	conn, err := grpc.NewClient(serve(t, s), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return s, conn
+}
+
+// serve runs s on a loopback port until the test ends, and returns its address.
+func serve(t *testing.T, s *Server) string {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -37,18 +48,13 @@ func startServer(t *testing.T) (*Server, *grpc.ClientConn) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, lis) }()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() {
-		conn.Close()
 		cancel()
 		if err := <-done; err != nil {
 			t.Error(err)
 		}
 	})
-	return s, conn
+	return lis.Addr().String()
 }
 
 func publishDemo(t *testing.T, s *Server, mutate func(*discovery.Gateway)) *snapshot.Resources {
