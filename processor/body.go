@@ -74,6 +74,22 @@ func sniffBody(body []byte) bodyKind {
 type parsedBody struct {
 	value     any
 	filenames []string
+	base64    []string // decoded text of the values that are base64 (base64.go)
+}
+
+// addresses are the body-phase addresses for the WAF.
+func (p parsedBody) addresses() map[string]any {
+	a := map[string]any{}
+	if p.value != nil {
+		a[addrBody] = p.value
+	}
+	if len(p.filenames) > 0 {
+		a[addrFilenames] = p.filenames
+	}
+	if len(p.base64) > 0 {
+		a[addrBodyBase64] = p.base64
+	}
+	return a
 }
 
 // parseBody reads a request body (already cut to the body limit) by its content type;
@@ -81,22 +97,32 @@ type parsedBody struct {
 // Malformed and truncated bodies give whatever could be read before the fault.
 func parseBody(contentType string, body []byte, keepRepeats bool) parsedBody {
 	kind, params := classifyBody(contentType, body)
+	var d base64Decoder
+	var p parsedBody
 	switch kind {
 	case bodyJSON:
 		if b := (jsonBody{doc: body, keepRepeats: keepRepeats}); b.valid() {
-			return parsedBody{value: b}
+			p = parsedBody{value: b}
+			d.addJSONStrings(body)
+		} else {
+			p = parsedBody{value: textChunks(body)}
 		}
-		return parsedBody{value: textChunks(body)}
 	case bodyForm:
-		return parsedBody{value: parseQuery(string(body))}
+		form := parseQuery(string(body))
+		p = parsedBody{value: form}
+		d.addAll(form)
 	case bodyMultipart:
-		return parseMultipart(body, params["boundary"])
+		p = parseMultipart(body, params["boundary"])
+		if fields, ok := p.value.(map[string][]string); ok {
+			d.addAll(fields)
+		}
 	case bodyXML:
-		return parsedBody{value: parseXML(body)}
+		p = parsedBody{value: parseXML(body)}
 	case bodyText:
-		return parsedBody{value: textChunks(body)}
+		p = parsedBody{value: textChunks(body)}
 	}
-	return parsedBody{}
+	p.base64 = d.out
+	return p
 }
 
 // textChunks splits text into overlapping pieces no longer than libddwaf reads of one

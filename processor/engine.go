@@ -27,7 +27,6 @@ const (
 const (
 	pathRules    = "wafplane/rules"
 	pathBlocking = "wafplane/blocking"
-	pathCookies  = "wafplane/cookies"
 	pathPolicy   = "wafplane/policy"
 )
 
@@ -38,28 +37,6 @@ var blockAttacks = map[string]any{
 		"rules_target": []any{map[string]any{"tags": map[string]any{"category": "attack_attempt"}}},
 		"on_match":     []any{"block"},
 	}},
-}
-
-// cookieRules fill a gap of the recommended ruleset, which reads cookies only for JWT
-// bypasses: cookies carry SQL injection and XSS as well as any parameter does.
-var cookieRules = map[string]any{
-	"custom_rules": []any{
-		cookieRule("wafplane-cookie-sqli", "SQL injection in a cookie", "sql_injection", "is_sqli"),
-		cookieRule("wafplane-cookie-xss", "XSS in a cookie", "xss", "is_xss"),
-	},
-}
-
-func cookieRule(id, name, typ, operator string) map[string]any {
-	return map[string]any{
-		"id": id, "name": name,
-		"tags": map[string]any{"type": typ, "category": "attack_attempt"},
-		"conditions": []any{map[string]any{
-			"operator":   operator,
-			"parameters": map[string]any{"inputs": []any{map[string]any{"address": "server.request.cookies"}}},
-		}},
-		"transformers": []any{"removeNulls"},
-		"on_match":     []any{"block"}, // rules_override does not reach custom rules
-	}
 }
 
 // RulesInfo describes the loaded ruleset for /rules and the health endpoint.
@@ -74,6 +51,7 @@ type RulesInfo struct {
 	PolicyFile  string              `json:"policy_file,omitempty"`
 	PolicyError string              `json:"policy_error,omitempty"`
 	LibVersion  string              `json:"libddwaf_version"`
+	Rulesets    []RulesetInfo       `json:"rulesets"`
 }
 
 // engine owns the libddwaf builder and the current handle. Rebuilds swap the handle
@@ -84,6 +62,10 @@ type engine struct {
 	handle  atomic.Pointer[wafHandle]
 	info    atomic.Pointer[RulesInfo]
 	policy  map[string]any // the fragment in force, to restore after a rejected update
+
+	base     RulesetInfo     // the recommended ruleset or the --rules file
+	wafplane map[string]any  // the embedded wafplane ruleset
+	settings RulesetSettings // in force, to restore after a rejected update
 
 	rulesKeyPaths bool // the rules file reads a body by key path
 }
@@ -104,7 +86,11 @@ func newEngine(rulesFile string) (*engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("libddwaf builder: %w", err)
 	}
-	e := &engine{builder: b}
+	e := &engine{builder: b, base: RulesetInfo{Name: RulesetRecommended, Enabled: true}}
+	if e.wafplane, err = wafplaneRuleset(); err != nil {
+		b.Close()
+		return nil, err
+	}
 	info := RulesInfo{Source: "embedded recommended ruleset", LibVersion: waf.Version()}
 	var diag waf.Diagnostics
 	if rulesFile == "" {
@@ -125,20 +111,22 @@ func newEngine(rulesFile string) (*engine, error) {
 		b.Close()
 		return nil, fmt.Errorf("ruleset %s: %w", info.Source, err)
 	}
-	info.Version = diag.Version
+	info.Version, e.base.Version = diag.Version, diag.Version
+	if rulesFile != "" {
+		e.base.Name = rulesFile
+	}
 	if diag.Rules != nil {
 		info.Loaded, info.Failed, info.Errors = len(diag.Rules.Loaded), len(diag.Rules.Failed), diag.Rules.Errors
 	}
-	for path, fragment := range map[string]map[string]any{pathCookies: cookieRules, pathBlocking: blockAttacks} {
-		d, err := b.AddOrUpdateConfig(path, fragment)
-		if err == nil {
-			err = diagnosticsError(d)
-		}
-		if err != nil {
-			b.Close()
-			return nil, fmt.Errorf("ruleset %s: %w", path, err)
-		}
+	if err := e.addConfig(pathBlocking, blockAttacks); err != nil {
+		b.Close()
+		return nil, err
 	}
+	if err := e.setRulesets(DefaultRulesetSettings); err != nil {
+		b.Close()
+		return nil, err
+	}
+	e.settings = DefaultRulesetSettings
 	if err := e.build(&info, e.rulesKeyPaths); err != nil {
 		b.Close()
 		return nil, err
@@ -164,6 +152,7 @@ func (e *engine) build(info *RulesInfo, bodyKeyPaths bool) error {
 	if h == nil {
 		return errors.New("libddwaf could not build a WAF handle from the configuration")
 	}
+	info.Rulesets = e.rulesetsInfo()
 	info.Addresses = sorted(h.Addresses())
 	info.Actions = sorted(h.Actions())
 	e.info.Store(info)
@@ -200,21 +189,71 @@ func (e *engine) acquire(budget time.Duration) (ctx *waf.Context, bodyKeyPaths b
 
 // applyPolicy replaces the policy fragment and rebuilds. A fragment libddwaf rejects
 // leaves the previous policy and handle in force.
-func (e *engine) applyPolicy(source string, fragment map[string]any) error {
+func (e *engine) applyPolicy(source string, fragment map[string]any, settings RulesetSettings) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if err := e.setPolicy(fragment); err != nil {
+	restore := func() {
 		e.restorePolicy()
+		_ = e.setRulesets(e.settings)
+	}
+	if err := e.setPolicy(fragment); err != nil {
+		restore()
 		return err
 	}
+	if err := e.setRulesets(settings); err != nil {
+		restore()
+		return err
+	}
+	prev := e.settings
+	e.settings = settings
 	info := *e.info.Load()
 	info.PolicyFile, info.PolicyError = source, ""
 	if err := e.build(&info, e.rulesKeyPaths || readsBodyByKeyPath(fragment)); err != nil {
-		e.restorePolicy()
+		e.settings = prev
+		restore()
 		return err
 	}
 	e.policy = fragment
 	return nil
+}
+
+// setRulesets adds or removes the wafplane ruleset and the sensitivity switches.
+func (e *engine) setRulesets(s RulesetSettings) error {
+	e.builder.RemoveConfig(pathWafplaneRuleset)
+	e.builder.RemoveConfig(pathSensitivity)
+	if !s.Wafplane {
+		return nil
+	}
+	if err := e.addConfig(pathWafplaneRuleset, e.wafplane); err != nil {
+		return err
+	}
+	if f := sensitivityFragment(s.Sensitivity); f != nil {
+		return e.addConfig(pathSensitivity, f)
+	}
+	return nil
+}
+
+// addConfig adds a configuration fragment that must load whole.
+func (e *engine) addConfig(path string, fragment map[string]any) error {
+	d, err := e.builder.AddOrUpdateConfig(path, fragment)
+	if err == nil {
+		err = diagnosticsError(d)
+	}
+	if err != nil {
+		return fmt.Errorf("ruleset %s: %w", path, err)
+	}
+	return nil
+}
+
+// rulesetsInfo describes both rulesets as the settings in force leave them.
+func (e *engine) rulesetsInfo() []RulesetInfo {
+	meta, _ := e.wafplane["metadata"].(map[string]any)
+	w := RulesetInfo{Name: RulesetWafplane, Version: str(meta["rules_version"]), Enabled: e.settings.Wafplane}
+	if w.Enabled {
+		w.Sensitivity = e.settings.Sensitivity
+		w.Rules = wafplaneRules(e.wafplane, e.settings.Sensitivity)
+	}
+	return []RulesetInfo{e.base, w}
 }
 
 // readsBodyByKeyPath reports whether a configuration fragment has an input on a body

@@ -14,6 +14,7 @@ type RuleMatch struct {
 	Name       string           `json:"name"`
 	Type       string           `json:"type,omitempty"`
 	Category   string           `json:"category,omitempty"`
+	Module     string           `json:"module,omitempty"` // waf (recommended ruleset), wafplane, rasp, ...
 	Parameters []MatchParameter `json:"parameters,omitempty"`
 }
 
@@ -51,7 +52,7 @@ func eventsFromWAF(events []any) []RuleMatch {
 		m, _ := e.(map[string]any)
 		rule, _ := m["rule"].(map[string]any)
 		tags, _ := rule["tags"].(map[string]any)
-		r := RuleMatch{ID: str(rule["id"]), Name: str(rule["name"]), Type: str(tags["type"]), Category: str(tags["category"])}
+		r := RuleMatch{ID: str(rule["id"]), Name: str(rule["name"]), Type: str(tags["type"]), Category: str(tags["category"]), Module: str(tags["module"])}
 		matches, _ := m["rule_matches"].([]any)
 		for _, rm := range matches {
 			rmm, _ := rm.(map[string]any)

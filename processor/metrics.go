@@ -57,7 +57,7 @@ func newMetrics(reg prometheus.Registerer, openContexts func() float64) *metrics
 			Help:    "Time spent in libddwaf per request, all phases together.",
 			Buckets: []float64{25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3}}),
 		ruleHits: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "rule_hits_total",
-			Help: "Matches per rule."}, []string{"rule"}),
+			Help: "Matches per rule; module is the rule's ruleset (waf: recommended, wafplane: wafplane's own)."}, []string{"rule", "module"}),
 		timeouts: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "waf_timeouts_total",
 			Help: "Requests whose WAF time budget ran out; they were let through."}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "errors_total",

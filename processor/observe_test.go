@@ -41,7 +41,7 @@ func TestSecurityEventsObfuscatedAndServed(t *testing.T) {
 	if strings.Contains(rec.Body.String(), "UNION SELECT") {
 		t.Fatalf("the value of a password parameter was not obfuscated: %s", rec.Body)
 	}
-	if got := testutil.ToFloat64(r.p.metrics.ruleHits.WithLabelValues(ev.Rules[0].ID)); got != 1 {
+	if got := testutil.ToFloat64(r.p.metrics.ruleHits.WithLabelValues(ev.Rules[0].ID, ev.Rules[0].Module)); got != 1 {
 		t.Fatalf("rule hits = %v", got)
 	}
 	rec = httptest.NewRecorder()
@@ -119,8 +119,14 @@ func TestCustomRulesetFile(t *testing.T) {
 	if !r.envoy.do(t, httpExchange{path: "/forbidden"}).blocked() {
 		t.Fatal("custom ruleset rule did not block")
 	}
-	if r.envoy.do(t, attacks(t)["query"]).blocked() {
-		t.Fatal("the recommended ruleset is still loaded")
+	// The file replaces the recommended ruleset; wafplane's own stays until the policy turns it off.
+	r.envoy.do(t, attacks(t)["query"])
+	for _, ev := range r.p.events.recent(1) {
+		for _, m := range ev.Rules {
+			if m.Module != RulesetWafplane {
+				t.Fatalf("rule %s (module %q) fired: the recommended ruleset is still loaded", m.ID, m.Module)
+			}
+		}
 	}
 	cfg.RulesFile = writeFile(t, t.TempDir(), "bad.json", `{"rules": "nope"`)
 	p, _ := New(cfg, nil, nil)

@@ -21,6 +21,23 @@ type Policy struct {
 	Actions      []map[string]any `json:"actions,omitempty"` // custom actions: block pages, redirects
 	Exclusions   []Exclusion      `json:"exclusions,omitempty"`
 	Rules        []RuleOverride   `json:"rules,omitempty"`
+
+	// Rulesets switches whole rulesets: only "wafplane" can be turned off (the recommended
+	// ruleset is the floor). Sensitivity (low, medium, high) picks which wafplane rules are on.
+	Rulesets    map[string]Switch `json:"rulesets,omitempty"`
+	Sensitivity Sensitivity       `json:"sensitivity,omitempty"`
+}
+
+// settings are the ruleset switches the policy asks for, defaults where it is silent.
+func (p *Policy) settings() RulesetSettings {
+	s := DefaultRulesetSettings
+	if on, ok := p.Rulesets[RulesetWafplane]; ok {
+		s.Wafplane = bool(on)
+	}
+	if p.Sensitivity != "" {
+		s.Sensitivity = p.Sensitivity
+	}
+	return s
 }
 
 // BlockedValue is an IP, a CIDR or a user id, blocked until Expires (forever when empty).
@@ -104,6 +121,14 @@ func (p *Policy) Validate() error {
 				errs = append(errs, fmt.Errorf("exclusions[%d].paths[%d] %q: must start with /", i, j, path))
 			}
 		}
+	}
+	for name := range p.Rulesets {
+		if name != RulesetWafplane {
+			errs = append(errs, fmt.Errorf("rulesets.%s: unknown ruleset, only %q can be switched", name, RulesetWafplane))
+		}
+	}
+	if p.Sensitivity != "" && !p.Sensitivity.valid() {
+		errs = append(errs, fmt.Errorf("sensitivity %q: want low, medium or high", p.Sensitivity))
 	}
 	for i, r := range p.Rules {
 		if r.ID == "" {

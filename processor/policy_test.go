@@ -147,7 +147,7 @@ func TestExamplePolicyLoads(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.close()
-	if err := e.applyPolicy("example", pol.fragment()); err != nil {
+	if err := e.applyPolicy("example", pol.fragment(), pol.settings()); err != nil {
 		t.Fatalf("libddwaf rejected the example policy: %v", err)
 	}
 }

@@ -17,7 +17,7 @@ func (p *Processor) loadPolicy() error {
 	e := p.engine.Load()
 	pol, err := LoadPolicy(path)
 	if err == nil {
-		err = e.applyPolicy(path, pol.fragment())
+		err = e.applyPolicy(path, pol.fragment(), pol.settings())
 	}
 	if err != nil {
 		e.reportPolicyError(path, err)
@@ -29,7 +29,8 @@ func (p *Processor) loadPolicy() error {
 	p.metrics.rulesLoaded.Set(float64(e.info.Load().Loaded))
 	p.log.Info("policy applied", "file", path, "blocked_ips", len(pol.BlockedIPs),
 		"blocked_users", len(pol.BlockedUsers), "custom_rules", len(pol.CustomRules),
-		"exclusions", len(pol.Exclusions), "rule_overrides", len(pol.Rules))
+		"exclusions", len(pol.Exclusions), "rule_overrides", len(pol.Rules),
+		"wafplane_ruleset", pol.settings().Wafplane, "sensitivity", pol.settings().Sensitivity)
 	return nil
 }
 

@@ -102,21 +102,34 @@ func originForm(target string) string {
 // addresses returns the request-phase addresses for the WAF.
 func (r *request) addresses(clientIP, userID string) map[string]any {
 	a := map[string]any{
-		addrMethod:  r.method,
 		addrURIRaw:  r.uri,
 		addrHeaders: r.headers,
 	}
+	if r.method != "" { // absent, rather than a method no rule expects
+		a[addrMethod] = r.method
+	}
+	var decoded base64Decoder
 	if _, rawQuery, ok := strings.Cut(r.uri, "?"); ok {
-		a[addrQuery] = parseQuery(rawQuery)
+		q := parseQuery(rawQuery)
+		a[addrQuery] = q
+		decoded.addAll(q)
 	}
 	if params := pathSegments(r.path); len(params) > 0 {
 		a[addrPathParams] = params
+		for _, p := range params {
+			decoded.add(p)
+		}
 	}
 	if len(r.cookies) > 0 {
 		a[addrCookies] = r.cookies
 	}
 	if clientIP != "" {
 		a[addrClientIP] = clientIP
+	}
+	decoded.addAll(r.cookies)
+	decoded.addAll(r.headers)
+	if len(decoded.out) > 0 {
+		a[addrBase64] = decoded.out
 	}
 	if userID != "" {
 		a[addrUserID] = userID
@@ -148,9 +161,38 @@ func parseQuery(raw string) map[string][]string {
 		}
 		k, v, _ := strings.Cut(part, "=")
 		k = unescape(k, true)
-		q[k] = append(q[k], unescape(v, true))
+		q[k] = append(q[k], unescape(v, !isPlusAddress(v)))
 	}
 	return q
+}
+
+// isPlusAddress reports whether a raw query value is an e-mail address with plus
+// addressing (john+news@example.com) sent without encoding its '+'. Form decoding would
+// make that '+' a space, and "john or@example.com" reads to libinjection as SQL; the address
+// is what the sender meant. Only letters, digits and ._+- before the @ and a plain domain
+// after it qualify: no quote, no space, no percent-escape, so nothing a rule looks for can
+// ride along.
+func isPlusAddress(v string) bool {
+	local, domain, ok := strings.Cut(v, "@")
+	if !ok || local == "" || !strings.Contains(local, "+") || !strings.Contains(domain, ".") ||
+		strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") {
+		return false
+	}
+	for _, c := range local {
+		if !isAlnum(c) && !strings.ContainsRune("._+-", c) {
+			return false
+		}
+	}
+	for _, c := range domain {
+		if !isAlnum(c) && c != '.' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+func isAlnum(c rune) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
 
 // pathSegments gives the decoded path segments, so that payloads placed in the path reach

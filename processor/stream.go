@@ -324,14 +324,7 @@ func (s *stream) evaluateRequestBody() *extprocv3.ProcessingResponse {
 		contentType = s.req.contentType
 	}
 	body := parseBody(contentType, s.reqBody.data, s.keepRepeats())
-	addrs := map[string]any{}
-	if body.value != nil {
-		addrs[addrBody] = body.value
-	}
-	if len(body.filenames) > 0 {
-		addrs[addrFilenames] = body.filenames
-	}
-	return s.run(addrs, "request_body")
+	return s.run(body.addresses(), "request_body")
 }
 
 func (s *stream) responseHeaders(h *extprocv3.HttpHeaders) (*extprocv3.ProcessingResponse, bool, error) {
@@ -509,7 +502,7 @@ func (s *stream) report() {
 	names := make([]string, 0, len(s.matches))
 	categories := make([]string, 0, len(s.matches))
 	for _, m := range s.matches {
-		s.p.metrics.ruleHits.WithLabelValues(m.ID).Inc()
+		s.p.metrics.ruleHits.WithLabelValues(m.ID, m.Module).Inc()
 		ids, names, categories = append(ids, m.ID), append(names, m.Name), append(categories, m.Type)
 	}
 	s.p.events.add(e)
