@@ -15,7 +15,7 @@ const (
 
 // Bounds of what is worth decoding: shorter values are words, longer ones files.
 const (
-	minBase64Len  = 12
+	minBase64Len  = 8
 	maxBase64Len  = 8 << 10
 	maxBase64Vals = 64 // per request phase
 )
@@ -29,7 +29,8 @@ func base64Text(v string) (string, bool) {
 		return "", false
 	}
 	urlSafe, std := false, false
-	body := strings.TrimRight(v, "=")
+	// An unescaped '+' in a query or form value arrives as a space.
+	body := strings.TrimRight(strings.ReplaceAll(v, " ", "+"), "=")
 	if len(v)-len(body) > 2 {
 		return "", false
 	}
@@ -58,13 +59,14 @@ func base64Text(v string) (string, bool) {
 	return string(out), true
 }
 
-// readable: valid UTF-8 without control characters other than tab and line breaks.
+// readable: valid UTF-8 without control characters other than tab, line breaks and NUL
+// (which attackers put inside keywords).
 func readable(b []byte) bool {
 	if len(b) < 6 || !utf8.Valid(b) {
 		return false
 	}
 	for _, c := range string(b) {
-		if c < 0x20 && c != '\t' && c != '\n' && c != '\r' || c == 0x7f || c == utf8.RuneError {
+		if c < 0x20 && c != '\t' && c != '\n' && c != '\r' && c != 0 || c == 0x7f || c == utf8.RuneError {
 			return false
 		}
 	}

@@ -65,6 +65,7 @@ type engine struct {
 
 	base     RulesetInfo     // the recommended ruleset or the --rules file
 	wafplane map[string]any  // the embedded wafplane ruleset
+	replaced []string        // the recommended rules it replaces below high sensitivity
 	settings RulesetSettings // in force, to restore after a rejected update
 
 	rulesKeyPaths bool // the rules file reads a body by key path
@@ -87,7 +88,7 @@ func newEngine(rulesFile string) (*engine, error) {
 		return nil, fmt.Errorf("libddwaf builder: %w", err)
 	}
 	e := &engine{builder: b, base: RulesetInfo{Name: RulesetRecommended, Enabled: true}}
-	if e.wafplane, err = wafplaneRuleset(); err != nil {
+	if e.wafplane, e.replaced, err = wafplaneRuleset(); err != nil {
 		b.Close()
 		return nil, err
 	}
@@ -227,7 +228,7 @@ func (e *engine) setRulesets(s RulesetSettings) error {
 	if err := e.addConfig(pathWafplaneRuleset, e.wafplane); err != nil {
 		return err
 	}
-	if f := sensitivityFragment(s.Sensitivity); f != nil {
+	if f := sensitivityFragment(s.Sensitivity, e.replaced); f != nil {
 		return e.addConfig(pathSensitivity, f)
 	}
 	return nil
@@ -252,6 +253,9 @@ func (e *engine) rulesetsInfo() []RulesetInfo {
 	if w.Enabled {
 		w.Sensitivity = e.settings.Sensitivity
 		w.Rules = wafplaneRules(e.wafplane, e.settings.Sensitivity)
+		if w.Sensitivity != SensitivityHigh {
+			w.Replaces = e.replaced
+		}
 	}
 	return []RulesetInfo{e.base, w}
 }

@@ -126,7 +126,7 @@ func matches(t *testing.T, h *waf.Handle, r ruleRequest) []RuleMatch {
 // TestWafplaneRules runs every rule's cases: each attack must match the rule, each near
 // miss must not. A rule without both kinds of case fails the test.
 func TestWafplaneRules(t *testing.T) {
-	rs, err := wafplaneRuleset()
+	rs, _, err := wafplaneRuleset()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func TestRuleAttacksThroughProcessor(t *testing.T) {
 // ruleset as the default sensitivity leaves it: no rule of ours may match any of them, so
 // one rule's near miss is not another rule's false positive.
 func TestRuleNearMissesAtDefaultSensitivity(t *testing.T) {
-	rs, err := wafplaneRuleset()
+	rs, _, err := wafplaneRuleset()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +189,7 @@ func TestRuleNearMissesAtDefaultSensitivity(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	for path, f := range map[string]map[string]any{"ruleset": rs, "sensitivity": sensitivityFragment(DefaultSensitivity)} {
+	for path, f := range map[string]map[string]any{"ruleset": rs, "sensitivity": sensitivityFragment(DefaultSensitivity, nil)} {
 		d, err := b.AddOrUpdateConfig(path, f)
 		if err == nil {
 			err = diagnosticsError(d)
@@ -217,7 +217,7 @@ func TestRuleNearMissesAtDefaultSensitivity(t *testing.T) {
 }
 
 // startWithPolicy runs a processor with a policy file of the given YAML.
-func startWithPolicy(t *testing.T, policy string) *running {
+func startWithPolicy(t testing.TB, policy string) *running {
 	t.Helper()
 	cfg := testConfig()
 	cfg.PolicyFile = writeFile(t, t.TempDir(), "policy.yaml", policy)

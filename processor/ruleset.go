@@ -65,18 +65,28 @@ type RulesetInfo struct {
 	Enabled     bool           `json:"enabled"`
 	Sensitivity Sensitivity    `json:"sensitivity,omitempty"`
 	Rules       []WafplaneRule `json:"rules,omitempty"`
+	// Replaces lists the recommended rules turned off in favour of wafplane's.
+	Replaces []string `json:"replaces,omitempty"`
 }
 
-// wafplaneRuleset parses the embedded ruleset into a libddwaf configuration fragment.
-// x-inputs holds only the YAML anchors that the rules share.
-func wafplaneRuleset() (map[string]any, error) {
-	var rs map[string]any
-	if err := yaml.Unmarshal(wafplaneRulesetYAML, &rs); err != nil {
-		return nil, fmt.Errorf("wafplane ruleset: %w", err)
+// wafplaneRuleset parses the embedded ruleset into a libddwaf configuration fragment, and
+// lists the recommended rules it replaces below high sensitivity. x-inputs holds only the
+// YAML anchors that the rules share.
+func wafplaneRuleset() (fragment map[string]any, replaced []string, err error) {
+	if err := yaml.Unmarshal(wafplaneRulesetYAML, &fragment); err != nil {
+		return nil, nil, fmt.Errorf("wafplane ruleset: %w", err)
 	}
-	delete(rs, "x-inputs")
-	return rs, nil
+	m, _ := fragment[keyReplaced].(map[string]any)
+	for id := range m {
+		replaced = append(replaced, id)
+	}
+	sort.Strings(replaced)
+	delete(fragment, keyReplaced)
+	delete(fragment, "x-inputs")
+	return fragment, replaced, nil
 }
+
+const keyReplaced = "x-replaced-below-high"
 
 // wafplaneRules lists the ruleset's rules with whether each is on at s.
 func wafplaneRules(rs map[string]any, s Sensitivity) []WafplaneRule {
@@ -102,10 +112,18 @@ func levelIndex(s Sensitivity) int {
 	return len(sensitivityLevels)
 }
 
-// sensitivityFragment turns off the wafplane rules above level s. Overrides by rule id (the
-// policy's rules:) win over these tag overrides, so a user can still turn one rule on.
-func sensitivityFragment(s Sensitivity) map[string]any {
+// sensitivityFragment turns off the wafplane rules above level s, and below high the
+// recommended rules that wafplane's replace. Overrides by rule id in the policy (rules:) come
+// later and win, so a user can still turn any one rule back on.
+func sensitivityFragment(s Sensitivity, replaced []string) map[string]any {
 	var overrides []any
+	if s != SensitivityHigh && len(replaced) > 0 {
+		targets := make([]any, len(replaced))
+		for i, id := range replaced {
+			targets[i] = map[string]any{"rule_id": id}
+		}
+		overrides = append(overrides, map[string]any{"rules_target": targets, "enabled": false})
+	}
 	for _, l := range sensitivityLevels[levelIndex(s)+1:] {
 		overrides = append(overrides, map[string]any{
 			"rules_target": []any{map[string]any{"tags": map[string]any{"module": RulesetWafplane, "sensitivity": string(l)}}},
