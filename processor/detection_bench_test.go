@@ -161,7 +161,9 @@ func logRules(t tally) {
 	for id := range t.byRule {
 		ids = append(ids, id)
 	}
-	sort.Slice(ids, func(i, j int) bool { return t.byRule[ids[i]] > t.byRule[ids[j]] || t.byRule[ids[i]] == t.byRule[ids[j]] && ids[i] < ids[j] })
+	sort.Slice(ids, func(i, j int) bool {
+		return t.byRule[ids[i]] > t.byRule[ids[j]] || t.byRule[ids[i]] == t.byRule[ids[j]] && ids[i] < ids[j]
+	})
 	for _, id := range ids {
 		ex := t.examples[id]
 		if len(ex) > 160 {

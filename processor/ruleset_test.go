@@ -132,15 +132,15 @@ func TestRulesetPolicy(t *testing.T) {
 
 func TestWafplaneRuleEventsAndMetrics(t *testing.T) {
 	r := startProcessor(t, testConfig())
-	if !r.envoy.do(t, httpExchange{method: "TRACE", path: "/"}).blocked() {
-		t.Fatal("TRACE not blocked")
+	if !r.envoy.do(t, httpExchange{method: "PROPFIND", path: "/"}).blocked() {
+		t.Fatal("PROPFIND not blocked")
 	}
 	ev := r.p.events.recent(1)[0]
-	if len(ev.Rules) != 1 || ev.Rules[0].ID != "wp-920-100" || ev.Rules[0].Module != RulesetWafplane {
+	if len(ev.Rules) != 1 || ev.Rules[0].ID != "wp-920-101" || ev.Rules[0].Module != RulesetWafplane {
 		t.Fatalf("event rules %+v", ev.Rules)
 	}
-	if got := testutil.ToFloat64(r.p.metrics.ruleHits.WithLabelValues("wp-920-100", RulesetWafplane)); got != 1 {
-		t.Fatalf("rule_hits_total{rule=wp-920-100,module=wafplane} = %v", got)
+	if got := testutil.ToFloat64(r.p.metrics.ruleHits.WithLabelValues("wp-920-101", RulesetWafplane)); got != 1 {
+		t.Fatalf("rule_hits_total{rule=wp-920-101,module=wafplane} = %v", got)
 	}
 	info, _ := r.p.Rules()
 	if len(info.Rulesets) != 2 || info.Rulesets[0].Name != RulesetRecommended || info.Rulesets[0].Version == "" ||
