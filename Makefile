@@ -24,9 +24,12 @@ test: lint kube-test-env
 kube-test-env:
 	GO=$(GO) bash hack/kube-test-env.sh
 
-# Processor (WAF and ext_proc round trip), translation, ADS push and Kubernetes benchmarks.
+# Processor (WAF, ext_proc round trip in-process and with the client in its own process),
+# the false-positive gate and detection figures (once each), translation, ADS push and
+# Kubernetes benchmarks.
 bench: kube-test-env
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./processor/
+	$(GO) test -run '^$$' -bench 'WAF|RoundTrip' -benchmem -benchtime $(BENCHTIME) ./processor/
+	$(GO) test -run '^$$' -bench 'FalsePositives|Detection' -benchtime 1x -timeout 60m ./processor/
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 5x ./snapshot/ ./xds/
 	$(GO) test -run '^$$' -bench Kubernetes -benchtime 1x ./integration/
 

@@ -14,6 +14,7 @@ const (
 	addrQuery           = "server.request.query"
 	addrPathParams      = "server.request.path_params"
 	addrHeaders         = "server.request.headers.no_cookies"
+	addrFreeHeaders     = "wafplane.request.headers" // without fixedGrammarHeaders
 	addrCookies         = "server.request.cookies"
 	addrClientIP        = "http.client_ip"
 	addrUserID          = "usr.id"
@@ -128,6 +129,7 @@ func (r *request) addresses(clientIP, userID string) map[string]any {
 	}
 	decoded.addAll(r.cookies)
 	decoded.addAll(r.headers)
+	a[addrFreeHeaders] = r.freeHeaders()
 	if len(decoded.out) > 0 {
 		a[addrBase64] = decoded.out
 	}
@@ -135,6 +137,32 @@ func (r *request) addresses(clientIP, userID string) map[string]any {
 		a[addrUserID] = userID
 	}
 	return a
+}
+
+// fixedGrammarHeaders are request headers whose values browsers and proxies fill from a
+// fixed grammar (tokens, dates, quality lists) and that no application reads as data, or that
+// Envoy sets itself. wafplane's rules skip them; the recommended ruleset and the protocol rules
+// still see every header.
+var fixedGrammarHeaders = map[string]bool{
+	"accept-encoding": true, "accept-language": true, "accept-charset": true, "cache-control": true,
+	"connection": true, "content-length": true, "if-match": true, "if-none-match": true,
+	"if-modified-since": true, "if-unmodified-since": true, "if-range": true, "pragma": true, "te": true,
+	"upgrade-insecure-requests": true, "dnt": true, "priority": true, "sec-fetch-dest": true,
+	"sec-fetch-mode": true, "sec-fetch-site": true, "sec-fetch-user": true, "sec-ch-ua": true,
+	"sec-ch-ua-mobile": true, "sec-ch-ua-platform": true, "sec-gpc": true, "x-request-id": true,
+	"x-forwarded-proto": true, "x-envoy-expected-rq-timeout-ms": true, "x-envoy-internal": true,
+	"x-envoy-attempt-count": true,
+}
+
+// freeHeaders are the headers that can carry free text: all but fixedGrammarHeaders.
+func (r *request) freeHeaders() map[string][]string {
+	out := make(map[string][]string, len(r.headers))
+	for k, v := range r.headers {
+		if !fixedGrammarHeaders[k] {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // unescape decodes percent-encoding and keeps the raw text when it is invalid, so that a

@@ -180,3 +180,18 @@ func TestRulesetPolicyValidation(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// wafplane's rules read the request headers but those of a fixed grammar; the recommended
+// ruleset and the protocol rules read them all.
+func TestFreeHeaders(t *testing.T) {
+	r := parseRequestHeaders(httpExchange{path: "/", headers: [][2]string{{"sec-fetch-mode", "navigate"},
+		{"accept-language", "fr"}, {"x-custom", "v"}, {"user-agent", "ua"}, {"accept", "*/*"}}}.requestHeaderMap())
+	a := r.addresses("", "")
+	free, all := a[addrFreeHeaders].(map[string][]string), a[addrHeaders].(map[string][]string)
+	if len(free) != 4 || free["x-custom"] == nil || free["user-agent"] == nil || free["accept"] == nil || free["host"] == nil {
+		t.Fatalf("free headers %v", free)
+	}
+	if len(all) != 6 {
+		t.Fatalf("all headers %v", all)
+	}
+}
