@@ -43,7 +43,7 @@ var blockAttacks = map[string]any{
 type RulesInfo struct {
 	Version     string              `json:"version"`
 	Source      string              `json:"source"`
-	Loaded      int                 `json:"rules_loaded"`
+	Loaded      int                 `json:"rules_loaded"` // both rulesets
 	Failed      int                 `json:"rules_failed"`
 	Errors      map[string][]string `json:"errors,omitempty"`
 	Addresses   []string            `json:"addresses"`
@@ -117,7 +117,8 @@ func newEngine(rulesFile string) (*engine, error) {
 		e.base.Name = rulesFile
 	}
 	if diag.Rules != nil {
-		info.Loaded, info.Failed, info.Errors = len(diag.Rules.Loaded), len(diag.Rules.Failed), diag.Rules.Errors
+		info.Failed, info.Errors = len(diag.Rules.Failed), diag.Rules.Errors
+		e.base.Loaded = len(diag.Rules.Loaded)
 	}
 	if err := e.addConfig(pathBlocking, blockAttacks); err != nil {
 		b.Close()
@@ -154,6 +155,10 @@ func (e *engine) build(info *RulesInfo, bodyKeyPaths bool) error {
 		return errors.New("libddwaf could not build a WAF handle from the configuration")
 	}
 	info.Rulesets = e.rulesetsInfo()
+	info.Loaded = 0
+	for _, rs := range info.Rulesets {
+		info.Loaded += rs.Loaded
+	}
 	info.Addresses = sorted(h.Addresses())
 	info.Actions = sorted(h.Actions())
 	e.info.Store(info)
@@ -253,6 +258,11 @@ func (e *engine) rulesetsInfo() []RulesetInfo {
 	if w.Enabled {
 		w.Sensitivity = e.settings.Sensitivity
 		w.Rules = wafplaneRules(e.wafplane, e.settings.Sensitivity)
+		for _, r := range w.Rules {
+			if r.Enabled {
+				w.Loaded++
+			}
+		}
 		if w.Sensitivity != SensitivityHigh {
 			w.Replaces = e.replaced
 		}

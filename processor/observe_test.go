@@ -113,7 +113,7 @@ func TestCustomRulesetFile(t *testing.T) {
 	 {"id":"only-1","name":"Only rule","tags":{"type":"custom","category":"attack_attempt"},
 	  "conditions":[{"operator":"match_regex","parameters":{"inputs":[{"address":"server.request.uri.raw"}],"regex":"forbidden"}}]}]}`)
 	r := startProcessor(t, cfg)
-	if info, _ := r.p.Rules(); info.Version != "9.9.9" || info.Loaded != 1 {
+	if info, _ := r.p.Rules(); info.Version != "9.9.9" || info.Rulesets[0].Loaded != 1 || info.Loaded != 1+info.Rulesets[1].Loaded {
 		t.Fatalf("rules info %+v", info)
 	}
 	if !r.envoy.do(t, httpExchange{path: "/forbidden"}).blocked() {

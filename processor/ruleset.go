@@ -64,6 +64,7 @@ type RulesetInfo struct {
 	Version     string         `json:"version,omitempty"`
 	Enabled     bool           `json:"enabled"`
 	Sensitivity Sensitivity    `json:"sensitivity,omitempty"`
+	Loaded      int            `json:"rules_loaded"` // for wafplane: those on at this sensitivity
 	Rules       []WafplaneRule `json:"rules,omitempty"`
 	// Replaces lists the recommended rules turned off in favour of wafplane's.
 	Replaces []string `json:"replaces,omitempty"`
