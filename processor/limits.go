@@ -19,10 +19,6 @@ const (
 	DefaultMaxStreamsPerConnection = 1024
 )
 
-// streamWorkers is how many goroutines gRPC keeps to serve streams; a stream that finds them
-// all busy (they wait for the upstream's response) gets a goroutine of its own, as before.
-const streamWorkers = 64
-
 // maxRecvSize is the largest ext_proc message accepted: the body limit (at least the
 // 1 MiB Envoy buffers by default) and room for headers. Body bytes beyond the limit are
 // not kept.

@@ -66,9 +66,6 @@ func (p *Processor) Start(ctx context.Context) error {
 		grpc.MaxRecvMsgSize(maxRecvSize(p.cfg.BodyLimit)),
 		grpc.StatsHandler(streamLimiter{}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		// Reused goroutines keep the stack a stream grows to (the WAF call needs a deep one):
-		// a new goroutine per stream copied its stack twice on every request.
-		grpc.NumStreamWorkers(streamWorkers),
 	}
 	if n := p.cfg.MaxStreamsPerConnection; n > 0 {
 		// Announced in HTTP/2 SETTINGS: Envoy opens another connection rather than exceed it.
