@@ -6,7 +6,7 @@ DATE     ?= $(shell git log -1 --format=%cI 2>/dev/null)
 LDFLAGS  := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)
 BENCHTIME ?= 2s
 
-.PHONY: build run test bench lint clean kube-test-env
+.PHONY: build run test bench lint clean kube-test-env browser
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/wafplane ./cmd/wafplane
@@ -17,9 +17,13 @@ run: build
 	./bin/wafplane serve
 
 # Every test, integration tests against real servers included: etcd (Debian's etcd-server,
-# installed when missing) and kube-apiserver (built once from the Go module proxy, cached).
-test: lint kube-test-env
+# installed when missing), kube-apiserver (built once from the Go module proxy, cached) and
+# headless Chromium for the console's browser test (Debian's chromium, installed when missing).
+test: lint kube-test-env browser
 	$(GO) test -count=1 -race -timeout 30m ./...
+
+browser:
+	bash hack/browser.sh
 
 kube-test-env:
 	GO=$(GO) bash hack/kube-test-env.sh

@@ -47,6 +47,13 @@ func declaredMetadata(t *testing.T, ext *corev3.TypedExtensionConfig, rc *routev
 // and returns the status of the immediate response (0 when the request continues).
 func sendAttack(t *testing.T, conn *grpc.ClientConn, md metadata.MD) int {
 	t.Helper()
+	return sendGET(t, conn, md, "/search?q=%3Cscript%3Ealert(document.cookie)%3C%2Fscript%3E")
+}
+
+// sendGET sends the request headers of a GET, as Envoy does, and returns the status of the
+// immediate response (0 when the request continues).
+func sendGET(t *testing.T, conn *grpc.ClientConn, md metadata.MD, path string) int {
+	t.Helper()
 	stream, err := extprocv3.NewExternalProcessorClient(conn).Process(metadata.NewOutgoingContext(ctx(t), md))
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +62,7 @@ func sendAttack(t *testing.T, conn *grpc.ClientConn, md metadata.MD) int {
 	err = stream.Send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: &extprocv3.HttpHeaders{
 		Headers: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
 			h(":method", "GET"), h(":scheme", "http"), h(":authority", "shop.example"),
-			h(":path", "/search?q=%3Cscript%3Ealert(document.cookie)%3C%2Fscript%3E"), h("user-agent", "curl/8.5"),
+			h(":path", path), h("user-agent", "curl/8.5"),
 		}},
 		EndOfStream: true,
 	}}})

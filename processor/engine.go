@@ -49,6 +49,8 @@ type RulesInfo struct {
 	Addresses   []string            `json:"addresses"`
 	Actions     []string            `json:"actions"`
 	PolicyFile  string              `json:"policy_file,omitempty"`
+	Overrides   []RuleOverride      `json:"rule_overrides,omitempty"` // the policy's rules:
+	Exclusions  []string            `json:"exclusions,omitempty"`     // ids of the policy's exclusions
 	PolicyError string              `json:"policy_error,omitempty"`
 	LibVersion  string              `json:"libddwaf_version"`
 	Rulesets    []RulesetInfo       `json:"rulesets"`
@@ -330,6 +332,18 @@ func diagnosticsError(d waf.Diagnostics) error {
 	})
 	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 	return errors.Join(errs...)
+}
+
+// describePolicy records the overrides and exclusions of the policy in force, for /rules.
+func (e *engine) describePolicy(p *Policy) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	info := *e.info.Load()
+	info.Overrides, info.Exclusions = p.Rules, nil
+	for _, x := range p.Exclusions {
+		info.Exclusions = append(info.Exclusions, x.ID)
+	}
+	e.info.Store(&info)
 }
 
 // reportPolicyError keeps the policy error visible on /rules and the health detail.

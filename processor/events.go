@@ -120,11 +120,14 @@ func (r *eventRing) recent(limit int) []SecurityEvent {
 	return out
 }
 
-// EventsHandler serves the recent security events as JSON, newest first; ?limit=N bounds them.
+// EventsHandler serves the recent security events as JSON, newest first; ?limit=N bounds
+// them, and ?rule=, ?client_ip=, ?path=, ?gateway= keep the events that match (the
+// console's links from its top lists).
 func (p *Processor) EventsHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
 		limit := 100
-		if s := r.URL.Query().Get("limit"); s != "" {
+		if s := q.Get("limit"); s != "" {
 			n, err := strconv.Atoi(s)
 			if err != nil || n < 0 {
 				http.Error(w, "limit: want a non-negative integer", http.StatusBadRequest)
@@ -132,8 +135,33 @@ func (p *Processor) EventsHandler() http.Handler {
 			}
 			limit = n
 		}
-		writeJSON(w, map[string]any{"events": p.events.recent(limit)})
+		events := p.events.recent(0)
+		out := make([]SecurityEvent, 0, min(limit, len(events)))
+		for _, e := range events {
+			if limit > 0 && len(out) == limit {
+				break
+			}
+			if eventMatches(e, q.Get("rule"), q.Get("client_ip"), q.Get("path"), q.Get("gateway")) {
+				out = append(out, e)
+			}
+		}
+		writeJSON(w, map[string]any{"events": out})
 	})
+}
+
+func eventMatches(e SecurityEvent, rule, ip, path, gateway string) bool {
+	if ip != "" && e.ClientIP != ip || path != "" && e.Path != path || gateway != "" && e.Gateway != gateway {
+		return false
+	}
+	if rule == "" {
+		return true
+	}
+	for _, m := range e.Rules {
+		if m.ID == rule {
+			return true
+		}
+	}
+	return false
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

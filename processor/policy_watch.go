@@ -25,6 +25,7 @@ func (p *Processor) loadPolicy() error {
 		p.log.Error("policy rejected, previous policy stays in force", "file", path, "error", err)
 		return err
 	}
+	e.describePolicy(pol)
 	p.metrics.policyReloads.WithLabelValues("ok").Inc()
 	p.metrics.rulesLoaded.Set(float64(e.info.Load().Loaded))
 	p.log.Info("policy applied", "file", path, "blocked_ips", len(pol.BlockedIPs),

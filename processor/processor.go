@@ -21,6 +21,7 @@ type Processor struct {
 	log       *slog.Logger
 	metrics   *metrics
 	events    *eventRing
+	traffic   *traffic
 	catalog   *apiCatalog
 	templates templates
 	clientIP  clientIPResolver
@@ -50,6 +51,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Processor, e
 		cfg:       cfg,
 		log:       log,
 		events:    newEventRing(cfg.EventBuffer),
+		traffic:   newTraffic(),
 		catalog:   newAPICatalog(cfg.APIInterval),
 		templates: t,
 		clientIP: clientIPResolver{header: cfg.ClientIPHeader, headerWithoutPeer: cfg.ClientIPHeaderWithoutPeer,

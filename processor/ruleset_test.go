@@ -126,6 +126,9 @@ func TestRulesetPolicy(t *testing.T) {
 			if w.Name != RulesetWafplane || w.Enabled != tc.wafplane || w.Sensitivity != tc.sensitivity || w.Enabled != (len(w.Rules) > 0) {
 				t.Fatalf("/rules wafplane ruleset: %+v", w)
 			}
+			if byID := strings.Contains(tc.policy, "wp-920-180"); byID != (len(info.Overrides) == 1 && info.Overrides[0].ID == "wp-920-180") {
+				t.Fatalf("/rules overrides %+v for policy %q", info.Overrides, tc.policy)
+			}
 		})
 	}
 }

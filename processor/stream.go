@@ -479,6 +479,11 @@ func (s *stream) finish() {
 		s.verdict = "monitored"
 	}
 	p.metrics.requests.WithLabelValues(p.metrics.gatewayLabel(s.settings.gateway), s.verdict).Inc()
+	var path string
+	if s.req != nil {
+		path = s.req.path
+	}
+	p.traffic.record(s.settings.gateway, s.verdict, s.matches, s.clientIP, path)
 	if s.sampled && s.req != nil && len(s.derived) > 0 {
 		p.catalog.record(s.settings.gateway, s.catalogRoute(), s.req.method, s.derived, time.Now())
 	}

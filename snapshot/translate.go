@@ -13,6 +13,14 @@ type Result struct {
 	Resources *Resources
 	Err       error
 	Warnings  []string // discovery.Gateway.Warnings: served, but probably not meant
+	Summary   Summary
+}
+
+// Summary is what the admin console shows of a gateway beside its versions.
+type Summary struct {
+	Mode      string `json:"mode"` // the gateway's protection mode, defaults applied
+	Listeners int    `json:"listeners"`
+	Routes    int    `json:"routes"`
 }
 
 // Translate turns every gateway of the state into its resources. A gateway that fails
@@ -21,7 +29,8 @@ func Translate(state discovery.State, opts Options) []Result {
 	out := make([]Result, 0, len(state.Gateways))
 	for _, g := range state.Gateways {
 		res, err := TranslateGateway(g, opts)
-		out = append(out, Result{Gateway: g.Key(), Resources: res, Err: err, Warnings: g.Warnings()})
+		out = append(out, Result{Gateway: g.Key(), Resources: res, Err: err, Warnings: g.Warnings(),
+			Summary: Summary{Mode: discovery.Resolve(g.Protection, nil).Mode, Listeners: len(g.Listeners), Routes: len(g.Routes)}})
 	}
 	return out
 }

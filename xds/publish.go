@@ -11,6 +11,7 @@ import (
 
 // gatewayState is a gateway's last good snapshot and its last problem.
 type gatewayState struct {
+	summary     snapshot.Summary
 	good        *snapshot.Resources
 	publishedAt time.Time
 	err         error
@@ -44,6 +45,7 @@ func (s *Server) Publish(results []snapshot.Result, sourceErr error) {
 			g = &gatewayState{}
 			s.gateways[r.Gateway] = g
 		}
+		g.summary = r.Summary
 		if !slices.Equal(g.warnings, r.Warnings) {
 			for _, w := range r.Warnings {
 				if !slices.Contains(g.warnings, w) {
@@ -116,7 +118,8 @@ func sameVersions(a, b *snapshot.Resources) bool {
 
 // GatewayStatus is one gateway on /snapshots.
 type GatewayStatus struct {
-	Gateway     string            `json:"gateway"`
+	Gateway string `json:"gateway"`
+	snapshot.Summary
 	Versions    map[string]string `json:"versions,omitempty"`
 	PublishedAt time.Time         `json:"publishedAt,omitzero"`
 	Error       string            `json:"error,omitempty"`
@@ -130,7 +133,7 @@ func (s *Server) Gateways() ([]GatewayStatus, *SourceError) {
 	defer s.mu.RUnlock()
 	out := make([]GatewayStatus, 0, len(s.gateways))
 	for key, g := range s.gateways {
-		st := GatewayStatus{Gateway: key, PublishedAt: g.publishedAt, Warnings: g.warnings}
+		st := GatewayStatus{Gateway: key, Summary: g.summary, PublishedAt: g.publishedAt, Warnings: g.warnings}
 		if g.good != nil {
 			st.Versions = map[string]string{}
 			for _, t := range snapshot.ResourceTypes {

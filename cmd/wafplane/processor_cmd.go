@@ -157,7 +157,9 @@ func runProcessor(ctx context.Context, cfg processor.Config, admin *adminFlags, 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return p.Start(ctx) })
 	if guard != nil {
-		h := guard(processorAdminMux(reg, p))
+		mux := processorAdminMux(reg, p)
+		consoleRoutes(mux, p, consoleInfo{Command: "processor", Version: version})
+		h := guard(mux)
 		g.Go(func() error { return serveAdmin(ctx, admin.address, h, log) })
 	}
 	return g.Wait()

@@ -152,7 +152,8 @@ func TestProcessorAdminEndpoint(t *testing.T) {
 	}
 	for path, want := range map[string]string{
 		"/metrics": "wafplane_processor_", "/events": "[", "/rules": `"rules_loaded"`, "/api-catalog": `"endpoints"`,
-		"/debug/pprof/": "goroutine",
+		"/debug/pprof/": "goroutine", "/": "wafplane console", "/ui/": "wafplane console", "/ui/app.js": "textContent",
+		"/ui/api/overview": `"command":"processor"`, "/ui/api/traffic": `"minutes"`, "/ui/api/top": `"rules"`,
 	} {
 		if code, body := get(path); code != http.StatusOK || !strings.Contains(body, want) {
 			t.Errorf("GET %s: %d, want 200 with %q:\n%.300s", path, code, want, body)
@@ -160,8 +161,10 @@ func TestProcessorAdminEndpoint(t *testing.T) {
 	}
 	for _, tok := range []string{"", "Bearer wrong"} {
 		token = tok
-		if code, _ := get("/events"); code != http.StatusUnauthorized {
-			t.Errorf("/events with %q: %d, want 401", tok, code)
+		for _, path := range []string{"/events", "/", "/ui/", "/ui/api/traffic"} { // the console included
+			if code, _ := get(path); code != http.StatusUnauthorized {
+				t.Errorf("%s with %q: %d, want 401", path, tok, code)
+			}
 		}
 		if code, _ := get("/healthz"); code != http.StatusOK {
 			t.Errorf("/healthz with %q: %d, want 200 (probes send no token)", tok, code)

@@ -178,6 +178,7 @@ func (f *serveFlags) run(ctx context.Context, log *slog.Logger) error {
 	if adminGuard != nil {
 		mux := adminMux(reg, proc, xs)
 		mux.Handle("GET /injections", injections)
+		consoleRoutes(mux, proc, consoleInfo{Command: "serve", Source: f.sourceDescription(), Version: version})
 		h := adminGuard(mux)
 		g.Go(func() error { return serveAdmin(ctx, f.processor.admin.address, h, log.With("component", "admin")) })
 	}
@@ -286,4 +287,15 @@ func (l *translateLoop) translate(state discovery.State, endpointsOnly bool) []s
 		results = append(results, snapshot.Result{Gateway: g.Key(), Resources: res, Err: err, Warnings: g.Warnings()})
 	}
 	return results
+}
+
+// sourceDescription says where the gateways come from, for the console.
+func (f *serveFlags) sourceDescription() string {
+	switch {
+	case f.source == "kubernetes":
+		return "Kubernetes"
+	case f.gateways == "":
+		return "embedded default"
+	}
+	return "file " + f.gateways
 }
