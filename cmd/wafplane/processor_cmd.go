@@ -188,12 +188,21 @@ func processorAdminMux(reg *prometheus.Registry, p *processor.Processor) *http.S
 	return mux
 }
 
+// noSniff keeps browsers from reading admin JSON, whose strings hold attack payloads, as
+// anything but what its Content-Type says.
+func noSniff(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		h.ServeHTTP(w, r)
+	})
+}
+
 func serveAdmin(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("admin listener %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: noSniff(h), ReadHeaderTimeout: 5 * time.Second}
 	log.Info("admin listening", "address", lis.Addr().String())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(lis) }()
