@@ -170,8 +170,12 @@ func TestConsoleInABrowser(t *testing.T) {
 	waitFor("blocked requests on the chart", `+document.querySelector('[data-testid=total-blocked]').textContent >= 2 && !!document.querySelector('#chart rect.blocked')`)
 	var rules []string
 	eval("top rules", `[...document.querySelectorAll('[data-testid=top-rules] a')].map(a => a.dataset.key)`, &rules)
-	if len(rules) == 0 {
-		t.Fatal("no rule in the top rules")
+	var events struct {
+		Events []struct{ Rules []struct{ ID string } }
+	}
+	in.get(t, "/events?limit=1", &events)
+	if len(rules) == 0 || len(events.Events) == 0 || rules[0] != events.Events[0].Rules[0].ID {
+		t.Fatalf("top rules %v, want the attack's rule first (events %+v)", rules, events)
 	}
 	waitFor("the payload shown as text in the events", fmt.Sprintf(
 		`[...document.querySelectorAll('[data-testid=events] code')].some(c => c.textContent === %q)`, payload))
