@@ -153,13 +153,17 @@ func (t *traffic) top(minutes, n int) Top {
 		if s.minute != minute {
 			continue
 		}
-		for dst, src := range map[*map[string]int]map[string]int{&rules: s.rules, &ips: s.ips, &paths: s.paths} {
-			for k, v := range src {
-				(*dst)[k] += v
-			}
-		}
+		addCounts(rules, s.rules)
+		addCounts(ips, s.ips)
+		addCounts(paths, s.paths)
 	}
 	return Top{Minutes: minutes, Rules: rank(rules, n), IPs: rank(ips, n), Paths: rank(paths, n)}
+}
+
+func addCounts(dst, src map[string]int) {
+	for k, v := range src {
+		dst[k] += v
+	}
 }
 
 func rank(m map[string]int, n int) []Ranked {
