@@ -84,6 +84,8 @@ func wafplaneRuleset() (fragment map[string]any, replaced []string, err error) {
 	sort.Strings(replaced)
 	delete(fragment, keyReplaced)
 	delete(fragment, "x-inputs")
+	rules, _ := fragment["rules"].([]any)
+	withMinLength(rules)
 	return fragment, replaced, nil
 }
 
