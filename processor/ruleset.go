@@ -3,6 +3,7 @@ package processor
 import (
 	_ "embed"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -40,14 +41,7 @@ const (
 
 var sensitivityLevels = []Sensitivity{SensitivityLow, SensitivityMedium, SensitivityHigh}
 
-func (s Sensitivity) valid() bool {
-	for _, l := range sensitivityLevels {
-		if s == l {
-			return true
-		}
-	}
-	return false
-}
+func (s Sensitivity) valid() bool { return slices.Contains(sensitivityLevels, s) }
 
 // WafplaneRule is one rule of the wafplane ruleset, as /rules lists it.
 type WafplaneRule struct {
@@ -106,11 +100,10 @@ func wafplaneRules(rs map[string]any, s Sensitivity) []WafplaneRule {
 	return out
 }
 
+// levelIndex orders the levels; an unknown level is above them all.
 func levelIndex(s Sensitivity) int {
-	for i, l := range sensitivityLevels {
-		if l == s {
-			return i
-		}
+	if i := slices.Index(sensitivityLevels, s); i >= 0 {
+		return i
 	}
 	return len(sensitivityLevels)
 }

@@ -198,3 +198,16 @@ func TestFreeHeaders(t *testing.T) {
 		t.Fatalf("all headers %v", all)
 	}
 }
+
+// A recommended rule that medium sensitivity replaces comes back when the policy turns it
+// on by id: crs-930-120 blocks an OS file named anywhere in a value, wafplane's only when
+// the value is the file.
+func TestPolicyTurnsAReplacedRuleBackOn(t *testing.T) {
+	x := httpExchange{path: "/x?q=see+/etc/passwd+now", headers: [][2]string{{"user-agent", "t"}, {"accept", "*/*"}}}
+	if startWithPolicy(t, "sensitivity: medium\n").envoy.do(t, x).blocked() {
+		t.Fatal("blocked at medium: crs-930-120 is not replaced")
+	}
+	if !startWithPolicy(t, "sensitivity: medium\nrules: [{id: crs-930-120, enabled: true}]\n").envoy.do(t, x).blocked() {
+		t.Fatal("crs-930-120 turned on by id in the policy did not block")
+	}
+}
