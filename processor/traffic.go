@@ -4,17 +4,19 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
 
 // The console's time series and top lists: a ring of the last hour's minutes, each with
 // per-gateway counts and, for requests that matched rules, counts by rule, client IP and
-// path. Memory is bounded whatever the traffic: past maxKeysPerMinute distinct keys in a
-// minute, further ones are counted under otherKey.
+// path. Memory is bounded whatever the traffic: keys are cut to maxKeyLength, and past
+// maxKeysPerMinute distinct keys in a minute, further ones are counted under otherKey.
 const (
 	trafficMinutes   = 60
 	maxKeysPerMinute = 500
+	maxKeyLength     = 200 // a longer path is counted under its first 200 bytes
 	otherKey         = "(other)"
 )
 
@@ -52,6 +54,9 @@ func (t *traffic) slot(minute int64) *minuteStats {
 }
 
 func bump(m map[string]int, key string) {
+	if len(key) > maxKeyLength {
+		key = strings.ToValidUTF8(key[:maxKeyLength], "")
+	}
 	if _, ok := m[key]; !ok && len(m) >= maxKeysPerMinute {
 		key = otherKey
 	}

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func TestTrafficSeriesPerMinuteAndGateway(t *testing.T) {
@@ -87,6 +89,14 @@ func TestTrafficTopAndBounds(t *testing.T) {
 	}
 	if s.ips[otherKey] == 0 || s.gateways[otherKey] == nil {
 		t.Fatal("overflow not counted under " + otherKey)
+	}
+	long := "/" + strings.Repeat("é", 400)
+	tr.ring[clock.Unix()/60%trafficMinutes] = minuteStats{} // a fresh minute
+	tr.record("g", "blocked", []RuleMatch{{ID: "r"}}, "203.0.113.1", long)
+	for k := range tr.ring[clock.Unix()/60%trafficMinutes].paths {
+		if len(k) > maxKeyLength || !utf8.ValidString(k) {
+			t.Fatalf("path key of %d bytes kept (valid UTF-8: %v)", len(k), utf8.ValidString(k))
+		}
 	}
 }
 
