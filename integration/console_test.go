@@ -136,9 +136,9 @@ func TestConsoleInABrowser(t *testing.T) {
 			_ = os.WriteFile(dst, buf, 0o644) // the README's picture (docs/console.png)
 		}
 	}
-	text := func(sel string) string {
+	text := func(sel string) string { // read in the page, like clicks (below)
 		t.Helper()
-		s, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(sel)))
+		s, err := chromedp.Run(bctx, chromedp.Evaluate[string](fmt.Sprintf(`document.querySelector(%q)?.textContent ?? ""`, sel)))
 		if err != nil {
 			t.Fatalf("read %s: %v", sel, err)
 		}
@@ -154,7 +154,7 @@ func TestConsoleInABrowser(t *testing.T) {
 				return
 			}
 			if time.Now().After(deadline) {
-				body, _ := chromedp.Run(bctx, chromedp.Text(chromedp.CSS("main")))
+				body, _ := chromedp.Run(bctx, chromedp.Evaluate[string](`document.querySelector("main").innerText`))
 				t.Fatalf("console: %s not seen within 20s; the page shows:\n%s", what, body)
 			}
 			time.Sleep(200 * time.Millisecond)
@@ -187,9 +187,19 @@ func TestConsoleInABrowser(t *testing.T) {
 	screenshot("overview")
 
 	// The top rule links to its events; an event opens its detail, as text.
-	do("follow the top rule", chromedp.Click(chromedp.CSS(`[data-testid=top-rules] a`)))
+	// Clicks run in the page: the console re-renders every 3 s, so a node found by one
+	// DevTools call may be gone by the next.
+	click := func(what, sel string) {
+		t.Helper()
+		var ok bool
+		eval(what, fmt.Sprintf(`(() => { const e = document.querySelector(%q); if (!e) return false; e.click(); return true })()`, sel), &ok)
+		if !ok {
+			t.Fatalf("%s: nothing matches %s", what, sel)
+		}
+	}
+	click("follow the top rule", `[data-testid=top-rules] a`)
 	waitFor("the events of that rule", fmt.Sprintf(`document.querySelector('#event-filter')?.textContent.includes(%q)`, rules[0]))
-	do("open an event", chromedp.Click(chromedp.CSS(`[data-testid=events] tbody tr`)))
+	click("open an event", `[data-testid=events] tbody tr[data-event]`)
 	waitFor("the event detail", fmt.Sprintf(`document.querySelector('[data-testid=event-detail]').textContent.includes(%q)`, payload))
 	screenshot("event")
 
