@@ -92,13 +92,17 @@ func TestConsoleInABrowser(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
-	go func() {
-		for range dismiss {
-			// A dialog would block the page.
-			_, _ = chromedp.Call(bctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: false})
+	go func() { // ends with the browser's context; the channel is never closed under Listen
+		for {
+			select {
+			case <-dismiss:
+				// A dialog would block the page.
+				_, _ = chromedp.Call(bctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: false})
+			case <-bctx.Done():
+				return
+			}
 		}
 	}()
-	defer close(dismiss)
 
 	do := func(what string, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
@@ -225,6 +229,14 @@ func TestConsoleInABrowser(t *testing.T) {
 
 	if n := dialogs.Load(); n != 0 {
 		t.Fatalf("%d JavaScript dialogs opened: an event's payload ran", n)
+	}
+	// The control: a dialog the test opens itself is seen, so none above means none ran.
+	var started bool
+	eval("open a control dialog", `(() => { setTimeout(() => alert("control"), 0); return true })()`, &started)
+	for deadline := time.Now().Add(10 * time.Second); dialogs.Load() == 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the control dialog was not seen: the dialog check sees nothing")
+		}
 	}
 }
 
