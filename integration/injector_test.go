@@ -117,6 +117,16 @@ func (c *injectorCluster) label(t *testing.T, obj interface {
 	obj.SetLabels(l)
 }
 
+// labelGateway sets (or, with v empty, removes) a label of a Gateway on the API server.
+func (c *injectorCluster) labelGateway(t *testing.T, namespace, name, k, v string) {
+	t.Helper()
+	g, err := c.gc.GatewayV1().Gateways(namespace).Get(context.Background(), name, metav1.GetOptions{})
+	must(t, err)
+	c.label(t, g, k, v)
+	_, err = c.gc.GatewayV1().Gateways(namespace).Update(context.Background(), g, metav1.UpdateOptions{})
+	must(t, err)
+}
+
 type injections struct {
 	Leader  bool `json:"leader"`
 	Proxies map[string]struct {
@@ -367,11 +377,7 @@ func TestInjector(t *testing.T) {
 	})
 
 	t.Run("opt-out on the Gateway and on its GatewayClass removes the objects", func(t *testing.T) {
-		g, err := c.gc.GatewayV1().Gateways("shop").Get(ctx, "edge", metav1.GetOptions{})
-		must(t, err)
-		c.label(t, g, "wafplane.dev/enabled", "false")
-		_, err = c.gc.GatewayV1().Gateways("shop").Update(ctx, g, metav1.UpdateOptions{})
-		must(t, err)
+		c.labelGateway(t, "shop", "edge", "wafplane.dev/enabled", "false")
 		c.waitGone(t, envoyFilters, "shop", "wafplane-edge")
 		c.waitEvent(t, "shop", "edge", "EnvoyFilterDeleted")
 
@@ -421,11 +427,7 @@ func TestInjector(t *testing.T) {
 	})
 
 	t.Run("a deleted Gateway loses its objects", func(t *testing.T) {
-		g, err := c.gc.GatewayV1().Gateways("shop").Get(ctx, "edge", metav1.GetOptions{})
-		must(t, err)
-		c.label(t, g, "wafplane.dev/enabled", "")
-		_, err = c.gc.GatewayV1().Gateways("shop").Update(ctx, g, metav1.UpdateOptions{})
-		must(t, err)
+		c.labelGateway(t, "shop", "edge", "wafplane.dev/enabled", "")
 		c.waitFor(t, envoyFilters, "shop", "wafplane-edge", func(*unstructured.Unstructured) bool { return true })
 		must(t, c.gc.GatewayV1().Gateways("shop").Delete(ctx, "edge", metav1.DeleteOptions{}))
 		c.waitGone(t, envoyFilters, "shop", "wafplane-edge")

@@ -2,6 +2,7 @@ package processor
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -116,45 +117,62 @@ func BenchmarkRoundTrip(b *testing.B) {
 	for _, bc := range benchCases() {
 		for _, conc := range []int{1, 8} {
 			b.Run(fmt.Sprintf("%s/c%d", bc.name, conc), func(b *testing.B) {
-				latencies := make([]time.Duration, 0, b.N)
-				var mu sync.Mutex
-				work := make(chan struct{}, b.N)
-				for range b.N {
-					work <- struct{}{}
+				latencies, perSec, err := drive(r.envoy, bc.x, b.N, conc)
+				if err != nil {
+					b.Fatal(err)
 				}
-				close(work)
-				start := time.Now()
-				var wg sync.WaitGroup
-				for range conc {
-					wg.Go(func() {
-						var mine []time.Duration
-						for range work {
-							t0 := time.Now()
-							out, err := r.envoy.exchange(bc.x)
-							if err != nil || out.blocked() {
-								b.Errorf("exchange: %v blocked=%v", err, out.blocked())
-								return
-							}
-							mine = append(mine, out.lastAnswer.Sub(t0))
-						}
-						mu.Lock()
-						latencies = append(latencies, mine...)
-						mu.Unlock()
-					})
-				}
-				wg.Wait()
-				elapsed := time.Since(start)
-				sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
-				pct := func(p float64) float64 {
-					if len(latencies) == 0 {
-						return 0
-					}
-					return float64(latencies[min(len(latencies)-1, int(p*float64(len(latencies))))].Microseconds())
-				}
-				b.ReportMetric(pct(0.50), "p50-µs")
-				b.ReportMetric(pct(0.99), "p99-µs")
-				b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
+				b.ReportMetric(float64(percentile(latencies, 0.50).Microseconds()), "p50-µs")
+				b.ReportMetric(float64(percentile(latencies, 0.99).Microseconds()), "p99-µs")
+				b.ReportMetric(perSec, "req/s")
 			})
 		}
 	}
+}
+
+// drive runs n exchanges of x from conc clients at once and gives each one's latency, to the
+// last answer Envoy waits for, and the throughput. A benign request that is blocked is an error.
+func drive(envoy *fakeEnvoy, x httpExchange, n, conc int) ([]time.Duration, float64, error) {
+	work := make(chan struct{}, n)
+	for range n {
+		work <- struct{}{}
+	}
+	close(work)
+	var mu sync.Mutex
+	var failed error
+	latencies := make([]time.Duration, 0, n)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range conc {
+		wg.Go(func() {
+			var mine []time.Duration
+			for range work {
+				t0 := time.Now()
+				out, err := envoy.exchange(x)
+				if err == nil && out.blocked() {
+					err = errors.New("benign request blocked")
+				}
+				if err != nil {
+					mu.Lock()
+					failed = err
+					mu.Unlock()
+					return
+				}
+				mine = append(mine, out.lastAnswer.Sub(t0))
+			}
+			mu.Lock()
+			latencies = append(latencies, mine...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return latencies, float64(len(latencies)) / time.Since(start).Seconds(), failed
+}
+
+// percentile sorts d and gives its p-quantile (0 for none).
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	return d[min(len(d)-1, int(p*float64(len(d))))]
 }

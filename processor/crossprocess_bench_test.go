@@ -9,9 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime/pprof"
-	"sort"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -78,55 +76,13 @@ func runLoadgen(specJSON string) int {
 			return 1
 		}
 	}
-	work := make(chan struct{}, spec.Requests)
-	for range spec.Requests {
-		work <- struct{}{}
-	}
-	close(work)
-	var mu sync.Mutex
-	var latencies []time.Duration
-	var failed error
-	start := time.Now()
-	var wg sync.WaitGroup
-	for range spec.Concurrency {
-		wg.Go(func() {
-			var mine []time.Duration
-			for range work {
-				t0 := time.Now()
-				out, err := envoy.exchange(x)
-				if err == nil && out.blocked() {
-					err = errors.New("benign request blocked")
-				}
-				if err != nil {
-					mu.Lock()
-					failed = err
-					mu.Unlock()
-					return
-				}
-				mine = append(mine, out.lastAnswer.Sub(t0))
-			}
-			mu.Lock()
-			latencies = append(latencies, mine...)
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	if failed != nil {
-		res.Err = failed.Error()
+	latencies, perSec, err := drive(envoy, x, spec.Requests, spec.Concurrency)
+	if err != nil {
+		res.Err = err.Error()
 		return 1
 	}
-	res.P50, res.P99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
-	res.PerSec = float64(len(latencies)) / elapsed.Seconds()
+	res.P50, res.P99, res.PerSec = percentile(latencies, 0.50), percentile(latencies, 0.99), perSec
 	return 0
-}
-
-func percentile(d []time.Duration, p float64) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
-	return d[min(len(d)-1, int(p*float64(len(d))))]
 }
 
 // loadgen starts this test binary as the load generator and waits for its result.

@@ -4,9 +4,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -129,7 +131,7 @@ func BenchmarkFalsePositives(b *testing.B) {
 				cfg.name, tb, tt, pct(tb, tt), ab+gb, at+gt, pct(ab+gb, at+gt), gb, gt)
 			logKinds(t)
 			logRules(t)
-			if strings.Contains(cfg.name, "default") {
+			if cfg.short == string(DefaultSensitivity) {
 				if pct(tb, tt) > 100*maxNaturalTextFP || pct(ab+gb, at+gt) > 100*maxRequestFP {
 					b.Errorf("false-positive gate: natural text %.3f %% (max %.1f %%), requests %.3f %% (max %.1f %%)",
 						pct(tb, tt), 100*maxNaturalTextFP, pct(ab+gb, at+gt), 100*maxRequestFP)
@@ -140,13 +142,8 @@ func BenchmarkFalsePositives(b *testing.B) {
 }
 
 func logKinds(t tally) {
-	kinds := make([]string, 0, len(t.total))
-	for k := range t.total {
-		kinds = append(kinds, k)
-	}
-	sort.Strings(kinds)
 	var parts []string
-	for _, k := range kinds {
+	for _, k := range slices.Sorted(maps.Keys(t.total)) {
 		if t.blocked[k] > 0 {
 			parts = append(parts, fmt.Sprintf("%s %d/%d", k, t.blocked[k], t.total[k]))
 		}
@@ -156,11 +153,18 @@ func logKinds(t tally) {
 	}
 }
 
-func logRules(t tally) {
-	ids := make([]string, 0, len(t.byRule))
-	for id := range t.byRule {
-		ids = append(ids, id)
+// groups sums blocked and total by the part of the kind that key picks.
+func (t tally) groups(key func(kind string) string) map[string][2]int {
+	out := map[string][2]int{}
+	for k, n := range t.total {
+		g := out[key(k)]
+		out[key(k)] = [2]int{g[0] + t.blocked[k], g[1] + n}
 	}
+	return out
+}
+
+func logRules(t tally) {
+	ids := slices.Collect(maps.Keys(t.byRule))
 	sort.Slice(ids, func(i, j int) bool {
 		return t.byRule[ids[i]] > t.byRule[ids[j]] || t.byRule[ids[i]] == t.byRule[ids[j]] && ids[i] < ids[j]
 	})
@@ -190,40 +194,22 @@ func BenchmarkDetection(b *testing.B) {
 			blocked, total := t.rate("gotestwaf/")
 			b.ReportMetric(pct(blocked, total), "blocked-%")
 			report("%s: %d/%d attacks blocked (%.1f %%)", cfg.name, blocked, total, pct(blocked, total))
-			families := map[string][2]int{}
-			for k, n := range t.total {
-				family, _, _ := strings.Cut(strings.TrimPrefix(k, "gotestwaf/"), "/")
-				f := families[family]
-				families[family] = [2]int{f[0] + t.blocked[k], f[1] + n}
-			}
-			names := make([]string, 0, len(families))
-			for f := range families {
-				names = append(names, f)
-			}
-			sort.Strings(names)
-			for _, f := range names {
+			families := t.groups(func(kind string) string {
+				family, _, _ := strings.Cut(strings.TrimPrefix(kind, "gotestwaf/"), "/")
+				return family
+			})
+			for _, f := range slices.Sorted(maps.Keys(families)) {
 				report("  %-22s %4d/%-4d %5.1f %%", f, families[f][0], families[f][1], pct(families[f][0], families[f][1]))
 			}
 			if os.Getenv("WAFPLANE_BENCH_MISSES") != "" {
-				kinds := make([]string, 0, len(t.passed))
-				for k := range t.passed {
-					kinds = append(kinds, k)
-				}
-				sort.Strings(kinds)
-				for _, k := range kinds {
+				for _, k := range slices.Sorted(maps.Keys(t.passed)) {
 					for _, x := range t.passed[k] {
 						report("  missed %s: %s", k, x)
 					}
 				}
 			}
-			placements := map[string][2]int{}
-			for k, n := range t.total {
-				parts := strings.Split(k, "/")
-				p := placements[parts[len(parts)-1]]
-				placements[parts[len(parts)-1]] = [2]int{p[0] + t.blocked[k], p[1] + n}
-			}
 			var ps []string
-			for p, v := range placements {
+			for p, v := range t.groups(func(kind string) string { return kind[strings.LastIndex(kind, "/")+1:] }) {
 				ps = append(ps, fmt.Sprintf("%s %d/%d", p, v[0], v[1]))
 			}
 			sort.Strings(ps)

@@ -105,7 +105,9 @@ func TestTrafficTopAndBounds(t *testing.T) {
 func TestTrafficHandlers(t *testing.T) {
 	r := startProcessor(t, testConfig())
 	r.envoy.do(t, httpExchange{path: "/", sourceAddress: "198.51.100.1:1"})
-	if !r.envoy.do(t, attacks(t)["query"]).blocked() {
+	attack := attacks(t)["query"]
+	attack.sourceAddress = "203.0.113.9:4000"
+	if !r.envoy.do(t, attack).blocked() {
 		t.Fatal("attack not blocked")
 	}
 	rec := httptest.NewRecorder()
@@ -132,10 +134,16 @@ func TestTrafficHandlers(t *testing.T) {
 	if err := json.Unmarshal(rec.Body.Bytes(), &events); err != nil || len(events.Events) != 1 {
 		t.Fatalf("events of %s: %v %s", rule, err, rec.Body)
 	}
-	rec = httptest.NewRecorder()
-	r.p.EventsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/events?rule=no-such-rule", nil))
-	if err := json.Unmarshal(rec.Body.Bytes(), &events); err != nil || len(events.Events) != 0 {
-		t.Fatalf("events of an unknown rule: %s", rec.Body)
+	for query, want := range map[string]int{
+		"rule=no-such-rule": 0, "client_ip=203.0.113.9": 1, "client_ip=198.51.100.1": 0,
+		"path=/search": 1, "path=/": 0, "gateway=other": 0, "rule=" + rule + "&client_ip=203.0.113.9&path=/search": 1,
+	} {
+		rec = httptest.NewRecorder()
+		r.p.EventsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/events?"+query, nil))
+		events.Events = nil
+		if err := json.Unmarshal(rec.Body.Bytes(), &events); err != nil || len(events.Events) != want {
+			t.Errorf("events?%s: %d events, want %d: %s", query, len(events.Events), want, rec.Body)
+		}
 	}
 
 	for _, bad := range []string{"/ui/api/top?minutes=0", "/ui/api/top?minutes=61", "/ui/api/top?n=x"} {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -90,7 +89,6 @@ func orDefault(v, def string) string {
 
 // injectionsOff is /injections when the injector is not running.
 func injectionsOff(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]any{"enabled": false,
+	writeJSON(w, map[string]any{"enabled": false,
 		"hint": "serve --source=kubernetes --inject writes EnvoyFilters and EnvoyExtensionPolicies for Istio and Envoy Gateway Gateways"})
 }
