@@ -133,6 +133,8 @@ func TestHelmChart(t *testing.T) {
 	cases := []struct{ name, values string }{
 		{"default", ""},
 		{"injector", "injector: {enabled: true, proxies: [istio, envoy-gateway], processor: {port: 443, tls: true}}"},
+		{"injector external", "injector: {enabled: true, mode: external}"},
+		{"datadog sidecar", "datadog:\n  appsec:\n    injector:\n      enabled: true\n      sidecar: {image: registry.example/wafplane, imageTag: v9, port: 9000, healthPort: 9001, bodyParsingSizeLimit: -1, resources: {requests: {cpu: 50m, memory: 64Mi}, limits: {cpu: '1', memory: 256Mi}}}\n"},
 		{"processor deployment", "injector: {enabled: true}\nprocessor: {deployment: {enabled: true}}"},
 		{"processor deployment without autoscaling", "processor: {deployment: {enabled: true, replicas: 3, autoscaling: {enabled: false}, podDisruptionBudget: {enabled: false}}}"},
 		{"admin on all addresses", "admin: {listenAll: true}\nprocessor: {deployment: {enabled: true}}"},
@@ -162,6 +164,27 @@ func TestHelmChart(t *testing.T) {
 		if find(rendered["injector"], "ClusterRole", "wafplane-injector") == nil || find(rendered["default"], "ClusterRole", "wafplane-injector") != nil {
 			t.Error("the injector's ClusterRole must come with injector.enabled only")
 		}
+	})
+
+	t.Run("sidecar mode is the default", func(t *testing.T) {
+		objs := rendered["injector"]
+		args := containerArgs(t, find(objs, "Deployment", "wafplane"))
+		wantArgs(t, args, "--inject-mode=sidecar", "--webhook-configuration=wafplane-sidecar-injector", "--webhook-address=:9443",
+			"--inject-sidecar-image=ghcr.io/wafplane/wafplane", "--inject-sidecar-port=8080", "--inject-sidecar-health-port=8081",
+			"--inject-sidecar-body-parsing-size-limit=1048576", "--inject-sidecar-cpu-request=100m", "--inject-sidecar-memory-limit=512Mi")
+		if !servicePort(find(objs, "Service", "wafplane"), "webhook") {
+			t.Error("sidecar mode: the Service has no webhook port for the API server")
+		}
+		ext := rendered["injector external"]
+		args = containerArgs(t, find(ext, "Deployment", "wafplane"))
+		wantArgs(t, args, "--inject-mode=external")
+		if hasArg(args, "--webhook-address=:9443") || servicePort(find(ext, "Service", "wafplane"), "webhook") {
+			t.Errorf("external mode serves the webhook: %v", args)
+		}
+		args = containerArgs(t, find(rendered["datadog sidecar"], "Deployment", "wafplane"))
+		wantArgs(t, args, "--inject-mode=sidecar", "--inject-sidecar-image=registry.example/wafplane", "--inject-sidecar-image-tag=v9",
+			"--inject-sidecar-port=9000", "--inject-sidecar-health-port=9001", "--inject-sidecar-body-parsing-size-limit=-1",
+			"--inject-sidecar-cpu-request=50m", "--inject-sidecar-memory-request=64Mi", "--inject-sidecar-cpu-limit=1", "--inject-sidecar-memory-limit=256Mi")
 	})
 
 	t.Run("processor deployment objects", func(t *testing.T) {
@@ -242,12 +265,14 @@ func TestHelmChart(t *testing.T) {
 
 	t.Run("refused values", func(t *testing.T) {
 		for _, c := range []struct{ values, want string }{
-			{"injector: {mode: sidecar}", "sidecar is not available yet"},
+			{"injector: {mode: inline}", "mode"},
+			{"injector: {sidecar: {port: 0}}", "port"},
+			{"injector: {sidecar: {bodyParsingSizeLimit: -2}}", "bodyParsingSizeLimit"},
 			{"injector: {enabeld: true}", "enabeld"},
 			{"replicas: two", "replicas"},
 			{"processor: {port: 70000}", "port"},
 			{"injector: {proxies: [nginx]}", "proxies"},
-			{"datadog: {appsec: {injector: {mode: sidecar}}}", "sidecar is not available yet"},
+			{"datadog: {appsec: {injector: {sidecar: {imageTag: 2}}}}", "imageTag"},
 		} {
 			_, _, err := renderChart(t, c.values)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -255,6 +280,16 @@ func TestHelmChart(t *testing.T) {
 			}
 		}
 	})
+}
+
+func servicePort(svc *unstructured.Unstructured, name string) bool {
+	ports, _, _ := unstructured.NestedSlice(svc.Object, "spec", "ports")
+	for _, p := range ports {
+		if p.(map[string]any)["name"] == name {
+			return true
+		}
+	}
+	return false
 }
 
 // TestHelmRBACMatchesKustomize holds the chart's RBAC rules equal to deploy/kubernetes.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"os"
 	"time"
 )
 
@@ -40,6 +41,9 @@ type Config struct {
 	// Address is host:port for TCP; ignored when UnixSocket is set.
 	Address    string
 	UnixSocket string
+	// UnixSocketMode, when not 0, is set on the socket: 0666 lets an Envoy running as
+	// another user connect, the directory's permissions deciding who may.
+	UnixSocketMode os.FileMode
 	// HealthAddress is host:port of the HTTP health server; empty disables it.
 	HealthAddress string
 

@@ -108,6 +108,12 @@ func (p *Processor) listen() (net.Listener, error) {
 		if err != nil {
 			return nil, fmt.Errorf("unix socket %s: %w", path, err)
 		}
+		if m := p.cfg.UnixSocketMode; m != 0 {
+			if err := os.Chmod(path, m); err != nil {
+				lis.Close()
+				return nil, fmt.Errorf("unix socket %s: %w", path, err)
+			}
+		}
 		p.setAddr(lis.Addr())
 		return lis, nil
 	}

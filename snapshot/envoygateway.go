@@ -29,6 +29,14 @@ func envoyGatewayObjects(g discovery.ForeignGateway, eff discovery.Effective, o 
 		"namespace": o.ProcessorNamespace, "port": float64(o.ProcessorPort)}
 	var extra []Object
 	switch {
+	case o.Sidecar:
+		backend := Object{"apiVersion": "gateway.envoyproxy.io/v1alpha1", "kind": "Backend",
+			"metadata": objectMeta(g, g.Namespace, name), "spec": map[string]any{
+				"endpoints":    []any{map[string]any{"unix": map[string]any{"path": o.SidecarSocket}}},
+				"appProtocols": []any{"gateway.envoyproxy.io/h2c"},
+			}}
+		extra = append(extra, backend)
+		backendRef = map[string]any{"group": "gateway.envoyproxy.io", "kind": "Backend", "name": name}
 	case o.ProcessorAddress != "" || o.ProcessorTLS:
 		backend := Object{"apiVersion": "gateway.envoyproxy.io/v1alpha1", "kind": "Backend",
 			"metadata": objectMeta(g, g.Namespace, name), "spec": backendSpec(o)}

@@ -30,6 +30,13 @@ type InjectOptions struct {
 	// IstioTargetRefs: the installed EnvoyFilter CRD has spec.targetRefs, so an EnvoyFilter
 	// for a Gateway API Gateway targets the Gateway instead of selecting its pods by label.
 	IstioTargetRefs bool
+	// Sidecar points gateways at the processor injected into their own pods (sidecar mode):
+	// Istio's Envoys dial 127.0.0.1:SidecarPort in plaintext; Envoy Gateway's, which refuses
+	// Backends on loopback IPs, the Unix socket SidecarSocket in a volume the webhook shares
+	// between the two containers. Mesh workloads (istio-sidecar) keep the processor Service.
+	Sidecar       bool
+	SidecarPort   uint32
+	SidecarSocket string
 }
 
 // Validate checks the processor location.
@@ -43,7 +50,26 @@ func (o InjectOptions) Validate() error {
 	if strings.ContainsAny(o.ProcessorAddress, ":/ ") && net.ParseIP(o.ProcessorAddress) == nil {
 		return fmt.Errorf("processor address %q: want a host name or IP address without a port", o.ProcessorAddress)
 	}
+	if o.Sidecar {
+		if o.SidecarPort == 0 || o.SidecarPort > 65535 {
+			return fmt.Errorf("sidecar port %d: want 1-65535", o.SidecarPort)
+		}
+		if !strings.HasPrefix(o.SidecarSocket, "/") {
+			return fmt.Errorf("sidecar socket %q: want an absolute path", o.SidecarSocket)
+		}
+	}
 	return nil
+}
+
+// forGateway is where this gateway's Envoys find the processor: in sidecar mode the one
+// in their pod, on loopback and in plaintext, since the traffic never leaves the pod.
+func (o InjectOptions) forGateway(g discovery.ForeignGateway) InjectOptions {
+	if !o.Sidecar || g.Proxy == discovery.ProxyIstioSidecar {
+		o.Sidecar = false
+		return o
+	}
+	o.ProcessorAddress, o.ProcessorPort, o.ProcessorTLS = "127.0.0.1", o.SidecarPort, false
+	return o
 }
 
 func (o InjectOptions) host() string {
@@ -71,6 +97,7 @@ func Inject(g discovery.ForeignGateway, o InjectOptions) ([]Object, error) {
 	if eff.Mode == discovery.ModeOff {
 		return nil, nil
 	}
+	o = o.forGateway(g)
 	switch g.Proxy {
 	case discovery.ProxyEnvoyGateway:
 		return envoyGatewayObjects(g, eff, o), nil

@@ -39,9 +39,23 @@ func (i *injectFlags) register(env *envFlags) {
 
 // injector builds the kubernetes.Injector; the processor defaults are wafplane's own
 // Service and ext_proc port, as the processor runs in the same process.
-func (i *injectFlags) injector(k *kubeFlags, p *processorFlags, tlsSet bool, reg prometheus.Registerer) (*kubernetes.Injector, error) {
+func (i *injectFlags) injector(k *kubeFlags, p *processorFlags, sc *sidecarFlags, tlsSet bool, reg prometheus.Registerer) (*kubernetes.Injector, error) {
 	if !i.enabled {
+		if sc.mode == kubernetes.ModeSidecar {
+			return nil, errors.New("--inject-mode=sidecar: needs --inject")
+		}
 		return nil, nil
+	}
+	var sidecar kubernetes.SidecarSettings
+	switch sc.mode {
+	case kubernetes.ModeExternal:
+	case kubernetes.ModeSidecar:
+		var err error
+		if sidecar, err = sc.settings(); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("--inject-mode %q: want sidecar or external", sc.mode)
 	}
 	opts := snapshot.InjectOptions{
 		ProcessorService:   orDefault(i.processorService, k.service),
@@ -56,6 +70,9 @@ func (i *injectFlags) injector(k *kubeFlags, p *processorFlags, tlsSet bool, reg
 	if !tlsSet {
 		opts.ProcessorTLS = p.tls
 	}
+	if sc.mode == kubernetes.ModeSidecar {
+		opts.Sidecar, opts.SidecarPort, opts.SidecarSocket = true, uint32(sidecar.Port), kubernetes.SidecarSocket
+	}
 	if err := opts.Validate(); err != nil {
 		return nil, fmt.Errorf("--inject-processor-*: %w", err)
 	}
@@ -68,14 +85,13 @@ func (i *injectFlags) injector(k *kubeFlags, p *processorFlags, tlsSet bool, reg
 		ProcessorNamespace:    opts.ProcessorNamespace,
 		CheckProcessor:        opts.ProcessorAddress == "",
 		Registerer:            reg,
+		Mode:                  sc.mode,
+		Sidecar:               sidecar,
 		Render: func(g discovery.ForeignGateway, targetRefs bool) ([]map[string]any, error) {
 			o := opts
 			o.IstioTargetRefs = targetRefs
 			return snapshot.Inject(g, o)
 		},
-	}
-	if err := in.Validate(); err != nil {
-		return nil, errors.New("--" + err.Error())
 	}
 	return in, nil
 }

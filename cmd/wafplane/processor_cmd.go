@@ -26,7 +26,8 @@ import (
 // processorFlags are the flags of `wafplane processor`. Defaults and Datadog variable names
 // match Datadog's service-extensions-callout image, so its manifests work unchanged.
 type processorFlags struct {
-	host, uds                  string
+	host, healthHost, uds      string
+	udsMode                    string
 	port, healthPort           int
 	tls, observability         bool
 	certFile, keyFile          string
@@ -47,8 +48,10 @@ type processorFlags struct {
 func (f *processorFlags) register(env *envFlags, host string, port, healthPort int, tls bool) {
 	env.String(&f.host, "host", host, "address the ext_proc and health servers listen on", "DD_SERVICE_EXTENSION_HOST")
 	env.Int(&f.port, "port", port, "ext_proc gRPC port", "DD_SERVICE_EXTENSION_PORT")
+	env.String(&f.healthHost, "health-host", "", "address the health server listens on (default --host): 0.0.0.0 lets the kubelet probe a processor whose gRPC is on 127.0.0.1")
 	env.Int(&f.healthPort, "health-port", healthPort, "HTTP health check port (0 disables)", "DD_SERVICE_EXTENSION_HEALTHCHECK_PORT")
 	env.String(&f.uds, "uds-path", "", "serve ext_proc on this Unix socket instead of TCP", "DD_SERVICE_EXTENSION_UDS_PATH")
+	env.String(&f.udsMode, "uds-mode", "", "permission bits of the Unix socket, octal (0666: an Envoy running as another user may connect; the directory decides who can reach it)")
 	env.Bool(&f.tls, "tls", tls, "serve ext_proc over TLS (an ephemeral self-signed certificate when no files are given)", "DD_SERVICE_EXTENSION_TLS")
 	env.String(&f.certFile, "tls-cert-file", "", "TLS certificate file, reloaded when it changes", "DD_SERVICE_EXTENSION_TLS_CERT_FILE")
 	env.String(&f.keyFile, "tls-key-file", "", "TLS key file, reloaded when it changes", "DD_SERVICE_EXTENSION_TLS_KEY_FILE")
@@ -89,9 +92,16 @@ func (f *processorFlags) config() (processor.Config, error) {
 	cfg.Address = net.JoinHostPort(f.host, strconv.Itoa(f.port))
 	cfg.HealthAddress = ""
 	if f.healthPort > 0 {
-		cfg.HealthAddress = net.JoinHostPort(f.host, strconv.Itoa(f.healthPort))
+		cfg.HealthAddress = net.JoinHostPort(orDefault(f.healthHost, f.host), strconv.Itoa(f.healthPort))
 	}
 	cfg.UnixSocket = f.uds
+	if f.udsMode != "" {
+		m, err := strconv.ParseUint(f.udsMode, 8, 32)
+		if err != nil || m > 0o777 {
+			errs = append(errs, fmt.Errorf("--uds-mode %q: want octal permission bits such as 0660", f.udsMode))
+		}
+		cfg.UnixSocketMode = os.FileMode(m)
+	}
 	cfg.TLS, cfg.CertFile, cfg.KeyFile = f.tls, f.certFile, f.keyFile
 	cfg.ObservabilityMode = f.observability
 	cfg.BodyLimit, cfg.ResponseBodies, cfg.WAFTimeout = f.bodyLimit, f.responseBody, f.wafTimeout

@@ -19,6 +19,7 @@ import (
 
 	"github.com/wafplane/wafplane/discovery"
 	"github.com/wafplane/wafplane/discovery/file"
+	"github.com/wafplane/wafplane/discovery/kubernetes"
 	"github.com/wafplane/wafplane/processor"
 	"github.com/wafplane/wafplane/snapshot"
 	"github.com/wafplane/wafplane/xds"
@@ -40,6 +41,9 @@ type serveFlags struct {
 	xdsServerNames   []string
 	processorMTLS    bool
 	injectTLSSet     bool // --inject-processor-tls given; else it follows --tls
+	sidecar          sidecarFlags
+	caStore          *kubernetes.CAStore // the CA Secret, when something needs it
+	caRun            func(context.Context) error
 }
 
 func newServeCommand(logs *logOptions) *cobra.Command {
@@ -62,6 +66,7 @@ func newServeCommand(logs *logOptions) *cobra.Command {
 	f.processor.register(env, "0.0.0.0", 18080, 18081, false)
 	f.kube.register(env)
 	f.inject.register(env)
+	f.sidecar.register(env)
 	f.processor.admin.register(env, "127.0.0.1:19000", "admin HTTP address (empty disables)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if len(env.errs) > 0 {
@@ -122,7 +127,7 @@ func (f *serveFlags) run(ctx context.Context, log *slog.Logger) error {
 	if err := opts.Validate(); err != nil {
 		return fmt.Errorf("--processor-address: %w", err)
 	}
-	ca, xdsHosts, caRun, err := f.xdsCA(ctx, log.With("component", "xds"))
+	ca, xdsHosts, _, err := f.xdsCA(ctx, log.With("component", "xds"))
 	if err != nil {
 		return err
 	}
@@ -149,6 +154,7 @@ func (f *serveFlags) run(ctx context.Context, log *slog.Logger) error {
 	loop := newTranslateLoop(xs, opts, reg, log.With("component", "translate"))
 	var src discovery.Source = &file.Source{Path: f.gateways, Log: log.With("component", "discovery")}
 	var injections http.Handler = http.HandlerFunc(injectionsOff)
+	var webhook *kubernetes.Webhook
 	if f.inject.enabled && f.source != "kubernetes" {
 		return errors.New("--inject: needs --source=kubernetes")
 	}
@@ -157,11 +163,19 @@ func (f *serveFlags) run(ctx context.Context, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		if ks.Inject, err = f.inject.injector(&f.kube, &f.processor, f.injectTLSSet, reg); err != nil {
+		if ks.Inject, err = f.inject.injector(&f.kube, &f.processor, &f.sidecar, f.injectTLSSet, reg); err != nil {
 			return err
 		}
 		if ks.Inject != nil {
 			injections = ks.Inject.Handler()
+			ks.Inject.PolicyFile = f.processor.policy
+			if webhook, err = f.webhook(ctx, ks.Inject, reg, log.With("component", "webhook")); err != nil {
+				return err
+			}
+			ks.Inject.Webhook = webhook
+			if err := ks.Inject.Validate(); err != nil {
+				return errors.New("--" + err.Error())
+			}
 		}
 		src = ks
 	}
@@ -171,8 +185,11 @@ func (f *serveFlags) run(ctx context.Context, log *slog.Logger) error {
 	g.Go(func() error { return src.Run(ctx, updates) })
 	g.Go(func() error { return loop.run(ctx, updates) })
 	g.Go(func() error { return xs.Start(ctx, f.xdsAddress) })
-	if caRun != nil {
-		g.Go(func() error { return caRun(ctx) })
+	if f.caRun != nil {
+		g.Go(func() error { return f.caRun(ctx) })
+	}
+	if webhook != nil {
+		g.Go(func() error { return webhook.Start(ctx) })
 	}
 	g.Go(func() error { return proc.Start(ctx) })
 	if adminGuard != nil {

@@ -27,6 +27,29 @@ func loopback(address string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// kubeCA is the CA Secret of wafplane's namespace, loaded once: xDS mTLS and the sidecar
+// webhook's serving certificate share it. caRun keeps it fresh, once.
+func (f *serveFlags) kubeCA(ctx context.Context, log *slog.Logger) (*kubernetes.CAStore, error) {
+	if f.caStore != nil {
+		return f.caStore, nil
+	}
+	cfg, err := f.kube.restConfig()
+	if err != nil {
+		return nil, err
+	}
+	kc, err := k8s.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	store := &kubernetes.CAStore{Client: kc, Namespace: f.kube.namespace, Name: f.xdsCASecret, Log: log}
+	if _, err := store.Load(ctx); err != nil {
+		return nil, fmt.Errorf("--xds-ca-secret: %w", err)
+	}
+	f.caStore = store
+	f.caRun = func(ctx context.Context) error { return store.Run(ctx, 10*time.Minute) }
+	return store, nil
+}
+
 // xdsCA finds the CA of mTLS on xDS (a directory with --source=file, a Secret in
 // Kubernetes) and the names Envoys dial. It returns the current CA (nil when xDS is
 // plaintext), the names, and what keeps the CA fresh, if anything.
@@ -44,20 +67,12 @@ func (f *serveFlags) xdsCA(ctx context.Context, log *slog.Logger) (func() *pki.C
 	var current func() *pki.CA
 	var run func(context.Context) error
 	if f.source == "kubernetes" {
-		cfg, err := f.kube.restConfig()
+		store, err := f.kubeCA(ctx, log)
 		if err != nil {
 			return nil, nil, nil, err
-		}
-		kc, err := k8s.NewForConfig(cfg)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		store := &kubernetes.CAStore{Client: kc, Namespace: f.kube.namespace, Name: f.xdsCASecret, Log: log}
-		if _, err := store.Load(ctx); err != nil {
-			return nil, nil, nil, fmt.Errorf("--xds-ca-secret: %w", err)
 		}
 		current = store.Current
-		run = func(ctx context.Context) error { return store.Run(ctx, 10*time.Minute) }
+		run = f.caRun
 		if len(hosts) == 0 {
 			svc := fmt.Sprintf("%s.%s", f.kube.service, f.kube.namespace)
 			hosts = []string{f.kube.service, svc, svc + ".svc", f.kube.serviceHost()}

@@ -49,6 +49,8 @@ type objects struct {
 	// only), for the injector.
 	istioGateways []*unstructured.Unstructured
 	meshPods      []*metav1.PartialObjectMetadata
+	// Pods that may run gateways' Envoys (slimPod), in sidecar mode.
+	gatewayPods []*corev1.Pod
 }
 
 // converted is the model and the status every object should have.

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -44,6 +45,21 @@ type Injector struct {
 	Render func(g discovery.ForeignGateway, targetRefs bool) ([]map[string]any, error)
 	// Registerer takes the injector's metrics; nil for none.
 	Registerer prometheus.Registerer
+	// Mode is ModeExternal (the processor Service) or ModeSidecar (a processor container
+	// in each gateway pod, injected by the Webhook); empty is external.
+	Mode string
+	// Sidecar is the injected container, in sidecar mode.
+	Sidecar SidecarSettings
+	// PolicyFile, in sidecar mode, is copied into the ConfigMap PolicyConfigMap of every
+	// namespace with sidecars, which they mount and reload; empty keeps an empty policy.
+	PolicyFile string
+	// WebhookConfig names the MutatingWebhookConfiguration of sidecar mode (deleted in
+	// external mode); Webhook serves it, in sidecar mode.
+	WebhookConfig string
+	Webhook       *Webhook
+
+	targets  atomic.Pointer[sidecarTargets]
+	poke     atomic.Pointer[func()]
 
 	status   *injectionStatus
 	metrics  *injectorMetrics
@@ -64,7 +80,26 @@ func (in *Injector) Validate() error {
 	if in.ProcessorService == "" || in.ProcessorNamespace == "" || in.Render == nil {
 		return fmt.Errorf("injector: processor service, namespace and Render are required")
 	}
+	switch in.Mode {
+	case "", ModeExternal:
+	case ModeSidecar:
+		if err := in.Sidecar.Validate(); err != nil {
+			return fmt.Errorf("inject %w", err)
+		}
+		if in.Webhook == nil {
+			return fmt.Errorf("inject mode sidecar: needs the webhook")
+		}
+	default:
+		return fmt.Errorf("inject mode %q: want sidecar or external", in.Mode)
+	}
 	return nil
+}
+
+// wake asks the event loop for a reconcile (once it runs).
+func (in *Injector) wake() {
+	if p := in.poke.Load(); p != nil {
+		(*p)()
+	}
 }
 
 // foreignGateway is a gateway to protect and the objects that asked for it, which get

@@ -46,6 +46,11 @@ type GatewayInjection struct {
 	Name       string               `json:"name"`
 	Sources    []string             `json:"sources"`
 	Protection discovery.Protection `json:"protection"`
+	Mode       string               `json:"mode"` // external or sidecar
+	// SidecarMissing counts the gateway's running pods without the processor container
+	// in sidecar mode; SidecarMissingPods names some of them.
+	SidecarMissing     int      `json:"sidecarMissing,omitempty"`
+	SidecarMissingPods []string `json:"sidecarMissingPods,omitempty"`
 	Objects    []WrittenObject      `json:"objects"`
 	LastError  string               `json:"lastError,omitempty"`
 	ErrorAt    *time.Time           `json:"errorAt,omitempty"`
@@ -109,6 +114,8 @@ type injectorMetrics struct {
 	gateways  *prometheus.GaugeVec
 	writes    *prometheus.CounterVec
 	processor prometheus.Gauge
+	// sidecarMissing counts gateway pods running without their processor in sidecar mode.
+	sidecarMissing *prometheus.GaugeVec
 }
 
 func newInjectorMetrics(reg prometheus.Registerer) *injectorMetrics {
@@ -119,9 +126,11 @@ func newInjectorMetrics(reg prometheus.Registerer) *injectorMetrics {
 			Help: "Objects the injector created, updated or deleted, by kind, operation and result."}, []string{"kind", "op", "result"}),
 		processor: prometheus.NewGauge(prometheus.GaugeOpts{Name: "wafplane_injector_processor_available",
 			Help: "1 when the processor Service the injected gateways call has ready endpoints, 0 when not."}),
+		sidecarMissing: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wafplane_injector_sidecar_missing_pods",
+			Help: "Running pods of gateways in sidecar mode that have no processor container, by proxy type."}, []string{"proxy"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.gateways, m.writes, m.processor)
+		reg.MustRegister(m.gateways, m.writes, m.processor, m.sidecarMissing)
 	}
 	return m
 }

@@ -172,18 +172,26 @@ func TestDiffers(t *testing.T) {
 
 func TestInjectorValidate(t *testing.T) {
 	render := func(discovery.ForeignGateway, bool) ([]map[string]any, error) { return nil, nil }
+	sidecar := SidecarSettings{Image: "wafplane:1", Port: 8080, HealthPort: 8081}
 	for _, c := range []struct {
-		in   Injector
+		in   *Injector
 		want string
 	}{
-		{Injector{Proxies: []string{"nginx"}, ProcessorService: "w", ProcessorNamespace: "n", Render: render}, `"nginx" is not one of`},
-		{Injector{ProcessorService: "w", ProcessorNamespace: "n", Render: render}, "nothing to inject"},
-		{Injector{AutoDetect: true, Render: render}, "processor service"},
-		{Injector{AutoDetect: true, ProcessorService: "w", ProcessorNamespace: "n", Render: render}, ""},
+		{&Injector{Proxies: []string{"nginx"}, ProcessorService: "w", ProcessorNamespace: "n", Render: render}, `"nginx" is not one of`},
+		{&Injector{ProcessorService: "w", ProcessorNamespace: "n", Render: render}, "nothing to inject"},
+		{&Injector{AutoDetect: true, Render: render}, "processor service"},
+		{&Injector{AutoDetect: true, ProcessorService: "w", ProcessorNamespace: "n", Render: render}, ""},
+		{&Injector{AutoDetect: true, ProcessorService: "w", ProcessorNamespace: "n", Render: render, Mode: "inline"}, `inject mode "inline"`},
+		{&Injector{AutoDetect: true, ProcessorService: "w", ProcessorNamespace: "n", Render: render, Mode: ModeSidecar,
+			Sidecar: SidecarSettings{Image: "wafplane:1", Port: 8080, HealthPort: 8080}, Webhook: &Webhook{}}, "healthPort 8080"},
+		{&Injector{AutoDetect: true, ProcessorService: "w", ProcessorNamespace: "n", Render: render, Mode: ModeSidecar,
+			Sidecar: SidecarSettings{Image: "wafplane:1", Port: 8080, HealthPort: 8081, BodyLimit: ptr(-2)}, Webhook: &Webhook{}}, "bodyParsingSizeLimit -2"},
+		{&Injector{AutoDetect: true, ProcessorService: "w", ProcessorNamespace: "n", Render: render, Mode: ModeSidecar, Sidecar: sidecar}, "needs the webhook"},
+		{&Injector{AutoDetect: true, ProcessorService: "w", ProcessorNamespace: "n", Render: render, Mode: ModeSidecar, Sidecar: sidecar, Webhook: &Webhook{}}, ""},
 	} {
 		err := c.in.Validate()
 		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
-			t.Errorf("%+v: %v, want %q", c.in, err, c.want)
+			t.Errorf("mode %q: %v, want %q", c.in.Mode, err, c.want)
 		}
 	}
 }

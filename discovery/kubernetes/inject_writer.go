@@ -32,6 +32,8 @@ type injection struct {
 	enabled   map[string]bool
 	problems  map[string]string // proxy → why it is not injected
 	gateways  []foreignGateway
+	targets   *sidecarTargets // the gateways in sidecar mode
+	sidecars  sidecarCheck
 }
 
 // plan decides which proxy types are injected and finds their gateways.
@@ -56,6 +58,10 @@ func (in *Injector) plan(o objects, view crdView) *injection {
 		}
 	}
 	inj.gateways = in.foreignGateways(o, inj.enabled)
+	if in.Mode == ModeSidecar {
+		inj.targets = in.sidecarTargetsOf(inj)
+		inj.sidecars = checkSidecars(o.gatewayPods, inj.targets)
+	}
 	return inj
 }
 
@@ -74,8 +80,11 @@ func (in *Injector) report(inj *injection, leader bool) {
 	for _, p := range discovery.Proxies {
 		st.proxies[p] = &ProxyStatus{Enabled: inj.enabled[p], CRDsInstalled: inj.installed[p], Error: inj.problems[p]}
 	}
+	if inj.targets != nil {
+		in.targets.Store(inj.targets)
+	}
 	found := map[string]bool{}
-	counts := map[string]int{}
+	counts, missing := map[string]int{}, map[string]int{}
 	for _, fg := range inj.gateways {
 		k := fg.model.Key()
 		found[k] = true
@@ -86,6 +95,12 @@ func (in *Injector) report(inj *injection, leader bool) {
 			st.gateways[k] = g
 		}
 		g.Sources, g.Protection = fg.model.Sources, fg.model.Protection
+		g.Mode = ModeExternal
+		if in.sidecarMode(fg.model.Proxy) {
+			g.Mode = ModeSidecar
+		}
+		g.SidecarMissing, g.SidecarMissingPods = inj.sidecars.missingN[k], inj.sidecars.missing[k]
+		missing[fg.model.Proxy] += inj.sidecars.missingN[k]
 	}
 	for k := range st.gateways {
 		if !found[k] {
@@ -94,6 +109,7 @@ func (in *Injector) report(inj *injection, leader bool) {
 	}
 	for _, p := range discovery.Proxies {
 		in.metrics.gateways.WithLabelValues(p).Set(float64(counts[p]))
+		in.metrics.sidecarMissing.WithLabelValues(p).Set(float64(missing[p]))
 	}
 }
 
@@ -275,6 +291,13 @@ func (w *writer) inject(ctx context.Context, o objects, inj *injection) {
 		}
 	}
 	w.collectOrphans(ctx, o, inj, desired)
+	if err := w.reconcileWebhook(ctx, inj); err != nil {
+		w.log.Error("injector: "+err.Error(), "part", "webhook")
+	}
+	if err := w.reconcilePolicy(ctx, o, inj); err != nil {
+		w.log.Error("injector: "+err.Error(), "part", "sidecar policy")
+	}
+	w.reportSidecars(inj)
 	w.forgetWarnings(inj)
 
 	st := in.state()
@@ -304,6 +327,27 @@ func (w *writer) inject(ctx context.Context, o objects, inj *injection) {
 	}
 	st.updated = now
 	st.mu.Unlock()
+}
+
+// reportSidecars warns each gateway in sidecar mode with pods that run without their
+// processor: its filter points at a local port nobody serves, so its requests fail open
+// or closed (wafplane.dev/fail-open) until the pods are restarted with the sidecar.
+func (w *writer) reportSidecars(inj *injection) {
+	for i := range inj.gateways {
+		fg := &inj.gateways[i]
+		k := fg.model.Key()
+		n := inj.sidecars.missingN[k]
+		if n == 0 {
+			w.injectClear(fg, "SidecarMissing")
+			continue
+		}
+		effect := "are allowed uninspected (fail-open)"
+		if !discovery.Resolve(fg.model.Protection, nil).FailOpen {
+			effect = "fail (fail-open false)"
+		}
+		w.injectWarn(fg, "SidecarMissing", fmt.Sprintf("%d pod(s) run without the %s container (%s): their requests %s until they are restarted (the webhook injects new pods)",
+			n, SidecarContainerName, strings.Join(inj.sidecars.missing[k], ", "), effect))
+	}
 }
 
 func kindNamed(kind string) (injectKind, bool) {
@@ -525,7 +569,7 @@ func (w *writer) checkProcessor(o objects, inj *injection) {
 	st.processor = ps
 	st.mu.Unlock()
 	for i := range inj.gateways {
-		if ps.Available {
+		if ps.Available || in.sidecarMode(inj.gateways[i].model.Proxy) { // sidecars: SidecarMissing
 			w.injectClear(&inj.gateways[i], "ProcessorUnavailable")
 			continue
 		}

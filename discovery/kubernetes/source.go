@@ -88,10 +88,12 @@ func (s *Source) Run(ctx context.Context, updates chan<- discovery.Update) error
 		}
 	}
 	poke := func() { other.Store(true); wake() }
-	l := s.watch(kc, gc, poke, wake)
+	sidecar := s.Inject != nil && s.Inject.Mode == ModeSidecar
+	l := s.watch(kc, gc, poke, wake, sidecar)
 	w := &writer{kc: kc, gc: gc, log: s.Log, controller: s.ControllerName, provision: s.Provision, injector: s.Inject}
 	var crds *crdWatch
 	var meshPods cache.SharedIndexInformer
+	var gatewayPods []cache.SharedIndexInformer
 	if s.Inject != nil {
 		if err := s.Inject.Validate(); err != nil {
 			return err
@@ -111,6 +113,12 @@ func (s *Source) Run(ctx context.Context, updates chan<- discovery.Update) error
 			return err
 		}
 		l.informers = append(l.informers, meshPods)
+		s.Inject.poke.Store(&poke)
+		if sidecar {
+			gatewayPods = s.gatewayPodInformers(kc, poke)
+			l.informers = append(l.informers, gatewayPods...)
+			go s.Inject.watchPolicyFile(ctx, poke)
+		}
 	}
 	if err := w.start(ctx); err != nil {
 		return err
@@ -169,6 +177,7 @@ func (s *Source) Run(ctx context.Context, updates chan<- discovery.Update) error
 					o.meshPods = append(o.meshPods, p)
 				}
 			}
+			o.gatewayPods = listPods(gatewayPods)
 			c.injection = s.Inject.plan(o, crds.view(ctx))
 			s.Inject.report(c.injection, leader.Load())
 		}
@@ -184,7 +193,7 @@ func (s *Source) Run(ctx context.Context, updates chan<- discovery.Update) error
 }
 
 // watch builds the informers; changes call poke, EndpointSlice changes call slicePoke.
-func (s *Source) watch(kc kubernetes.Interface, gc gwclient.Interface, poke, slicePoke func()) listers {
+func (s *Source) watch(kc kubernetes.Interface, gc gwclient.Interface, poke, slicePoke func(), sidecar bool) listers {
 	core := informers.NewSharedInformerFactory(kc, s.Resync)
 	gw := gwinformers.NewSharedInformerFactory(gc, s.Resync)
 	classes := gw.Gateway().V1().GatewayClasses()
@@ -223,7 +232,11 @@ func (s *Source) watch(kc kubernetes.Interface, gc gwclient.Interface, poke, sli
 	})
 	others := []cache.SharedIndexInformer{grants.Informer(), namespaces.Informer(), services.Informer(), secrets.Informer()}
 	if s.Provision != nil {
-		others = append(others, deployments.Informer(), configMaps.Informer())
+		others = append(others, deployments.Informer())
+	}
+	ownConfigMaps := s.Provision != nil || sidecar // bootstraps; sidecars' policy
+	if ownConfigMaps {
+		others = append(others, configMaps.Informer())
 	}
 	for _, inf := range others {
 		_, _ = inf.AddEventHandler(handler)
@@ -253,6 +266,8 @@ func (s *Source) watch(kc kubernetes.Interface, gc gwclient.Interface, poke, sli
 		if s.Provision != nil {
 			o.deployments, err = deployments.Lister().List(all)
 			errs = append(errs, err)
+		}
+		if ownConfigMaps {
 			o.configMaps, err = configMaps.Lister().List(all)
 			errs = append(errs, err)
 		}

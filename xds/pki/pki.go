@@ -218,8 +218,13 @@ func (c *CA) IssueGateway(gateway string, now time.Time) (certPEM, keyPEM []byte
 
 // IssueServer signs the xDS server's certificate for its host names and addresses.
 func (c *CA) IssueServer(hosts []string, now time.Time) (tls.Certificate, error) {
+	return c.IssueServerFor("wafplane xDS", hosts, now, ServerValidity)
+}
+
+// IssueServerFor signs a server certificate valid for validity (at most the CA's own).
+func (c *CA) IssueServerFor(name string, hosts []string, now time.Time, validity time.Duration) (tls.Certificate, error) {
 	tmpl := &x509.Certificate{
-		Subject:     pkix.Name{Organization: []string{"wafplane"}, CommonName: "wafplane xDS"},
+		Subject:     pkix.Name{Organization: []string{"wafplane"}, CommonName: name},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	for _, h := range hosts {
@@ -229,7 +234,7 @@ func (c *CA) IssueServer(hosts []string, now time.Time) (tls.Certificate, error)
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
 	}
-	certPEM, keyPEM, err := c.issue(tmpl, now, ServerValidity)
+	certPEM, keyPEM, err := c.issue(tmpl, now, validity)
 	if err != nil {
 		return tls.Certificate{}, err
 	}

@@ -22,9 +22,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "wafplane.injector" -}}
 {{- $dd := dig "appsec" "injector" (dict) (.Values.datadog | default dict) -}}
 {{- $inj := mergeOverwrite (deepCopy .Values.injector) (deepCopy $dd) -}}
-{{- if eq ($inj.mode | default "external") "sidecar" -}}
-{{- fail "injector.mode: sidecar is not available yet (it comes with its own release); use external, which writes an EnvoyFilter or EnvoyExtensionPolicy per gateway" -}}
-{{- end -}}
+{{- $_ := set $inj "mode" ($inj.mode | default "sidecar") -}}
 {{- toYaml $inj -}}
 {{- end -}}
 
@@ -49,4 +47,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 
 {{- define "wafplane.adminSecret" -}}
 {{ .Values.admin.tokenSecret | default (printf "%s-admin" (include "wafplane.fullname" .)) }}
+{{- end -}}
+
+{{/* The MutatingWebhookConfiguration wafplane keeps in sidecar mode. */}}
+{{- define "wafplane.webhookConfiguration" -}}
+{{ include "wafplane.fullname" . }}-sidecar-injector
 {{- end -}}

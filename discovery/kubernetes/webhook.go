@@ -1,0 +1,275 @@
+package kubernetes
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/wafplane/wafplane/xds/pki"
+)
+
+// Webhook defaults.
+const (
+	DefaultWebhookAddress = ":9443"
+	DefaultWebhookConfig  = "wafplane-sidecar-injector"
+	WebhookPath           = "/inject"
+	// maxAdmissionReview bounds a request body: the API server's own limit on an object
+	// is 3 MiB, and a review carries the object once for a CREATE.
+	maxAdmissionReview = 4 << 20
+)
+
+// Webhook is the mutating admission webhook of sidecar mode: it adds the processor
+// container to the pods of protected gateways, and never refuses a pod. Every replica
+// serves it; the leader keeps its MutatingWebhookConfiguration (webhook_config.go).
+type Webhook struct {
+	Address string // HTTPS listen address
+	// URL, when set, is the clientConfig URL written into the configuration (wafplane
+	// outside the cluster, tests); else the Service below, on ServicePort.
+	URL                           string
+	ServiceName, ServiceNamespace string
+	ServicePort                   int32
+	// CertDir, when set, holds the serving certificate (tls.crt, tls.key, reloaded when
+	// they change) and ca.crt for the configuration; else CA issues one for Hosts, valid
+	// for CertValidity (pki.ServerValidity when 0).
+	CertDir      string
+	CA           func() *pki.CA
+	Hosts        []string
+	CertValidity time.Duration
+	Client       kubernetes.Interface
+	Injector     *Injector
+	Log          *slog.Logger
+	Registerer   prometheus.Registerer
+
+	native  atomic.Bool // the API server runs native sidecars
+	certs   interface{ get() (*tls.Certificate, error) }
+	bundle  func() ([]byte, error)
+	trust   trustRecord
+	metrics webhookMetrics
+	addr    atomic.Value // net.Addr once listening
+}
+
+type webhookMetrics struct {
+	admissions *prometheus.CounterVec
+	duration   prometheus.Histogram
+}
+
+// Start serves the webhook until ctx ends.
+func (w *Webhook) Start(ctx context.Context) error {
+	if w.Injector == nil || w.Log == nil || w.Client == nil {
+		return errors.New("webhook: Injector, Client and Log are required")
+	}
+	w.metrics = webhookMetrics{
+		admissions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wafplane_webhook_admissions_total",
+			Help: "Pod admissions the sidecar webhook answered, by result: injected, present (already had the processor), skipped (not a protected gateway pod), error."}, []string{"result"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "wafplane_webhook_duration_seconds",
+			Help: "Time the sidecar webhook took to answer, from request read to response written.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+	}
+	if w.Registerer != nil {
+		w.Registerer.MustRegister(w.metrics.admissions, w.metrics.duration)
+	}
+	if w.CertDir != "" {
+		d := &dirCerts{dir: w.CertDir}
+		w.certs, w.bundle = d, d.bundle
+	} else {
+		if w.CA == nil {
+			return errors.New("webhook: CA or CertDir is required")
+		}
+		validity := w.CertValidity
+		if validity <= 0 {
+			validity = pki.ServerValidity
+		}
+		s := &selfCerts{ca: w.CA, hosts: w.Hosts, validity: validity, trusted: w.trust.since, now: time.Now}
+		w.certs, w.bundle = s, s.bundle
+	}
+	if _, err := w.certs.get(); err != nil {
+		return err
+	}
+	w.detectNativeSidecars()
+	go w.watchConfiguration(ctx)
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+WebhookPath, w.serveInject)
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(w.Log.Handler(), slog.LevelDebug),
+		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return w.certs.get() }},
+	}
+	lis, err := net.Listen("tcp", w.Address)
+	if err != nil {
+		return fmt.Errorf("webhook listener %s: %w", w.Address, err)
+	}
+	w.addr.Store(lis.Addr())
+	w.Log.Info("sidecar webhook serving", "address", lis.Addr().String(), "path", WebhookPath, "native_sidecars", w.native.Load())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ServeTLS(lis, "", "") }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("webhook: %w", err)
+	case <-ctx.Done():
+	}
+	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shut)
+	return nil
+}
+
+// Addr is the address the webhook listens on, nil before Start has opened it.
+func (w *Webhook) Addr() net.Addr {
+	a, _ := w.addr.Load().(net.Addr)
+	return a
+}
+
+// detectNativeSidecars asks the API server's version: native sidecars are on by default
+// from Kubernetes 1.29. Unknown, the processor is an ordinary container.
+func (w *Webhook) detectNativeSidecars() {
+	v, err := w.Client.Discovery().ServerVersion()
+	if err != nil {
+		w.Log.Warn("sidecar webhook: API server version unknown; injecting an ordinary container, not a native sidecar", "error", err)
+		return
+	}
+	major, _ := strconv.Atoi(v.Major)
+	minor, _ := strconv.Atoi(strings.TrimRight(v.Minor, "+"))
+	w.native.Store(major > 1 || major == 1 && minor >= 29)
+}
+
+// serveInject answers one AdmissionReview. Whatever happens the pod is allowed: a pod
+// the webhook could not inject is reported as SidecarMissing, never refused.
+func (w *Webhook) serveInject(rw http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	defer func() { w.metrics.duration.Observe(time.Since(start).Seconds()) }()
+	var review admissionv1.AdmissionReview
+	if err := json.NewDecoder(http.MaxBytesReader(rw, r.Body, maxAdmissionReview)).Decode(&review); err != nil || review.Request == nil {
+		w.metrics.admissions.WithLabelValues("error").Inc()
+		msg := "want an AdmissionReview with a request"
+		if err != nil {
+			msg = "AdmissionReview: " + err.Error()
+		}
+		http.Error(rw, msg, http.StatusBadRequest)
+		return
+	}
+	req := review.Request
+	resp := &admissionv1.AdmissionResponse{UID: req.UID, Allowed: true}
+	result, ops, reason := w.admit(req)
+	w.metrics.admissions.WithLabelValues(result).Inc()
+	switch {
+	case len(ops) > 0:
+		patch, err := json.Marshal(ops)
+		if err != nil {
+			w.metrics.admissions.WithLabelValues("error").Inc()
+			break
+		}
+		pt := admissionv1.PatchTypeJSONPatch
+		resp.Patch, resp.PatchType = patch, &pt
+		w.Log.Info("sidecar webhook: processor injected", "pod", req.Namespace+"/"+podName(req), "gateway", reason)
+	case result == "error":
+		w.Log.Warn("sidecar webhook: pod admitted without the processor", "pod", req.Namespace+"/"+podName(req), "reason", reason)
+	default:
+		w.Log.Debug("sidecar webhook: pod left alone", "pod", req.Namespace+"/"+podName(req), "reason", reason)
+	}
+	review.Response, review.Request = resp, nil
+	review.APIVersion, review.Kind = "admission.k8s.io/v1", "AdmissionReview"
+	rw.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(rw).Encode(&review)
+}
+
+// admit decides one request: the patch, and why (or which gateway).
+func (w *Webhook) admit(req *admissionv1.AdmissionRequest) (result string, ops []patchOp, reason string) {
+	if req.Kind.Kind != "Pod" || req.Operation != admissionv1.Create {
+		return "skipped", nil, "not a pod creation"
+	}
+	var pod corev1.Pod
+	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
+		return "error", nil, "pod does not decode: " + err.Error()
+	}
+	if optedOut(&pod) {
+		return "skipped", nil, "pod opted out"
+	}
+	targets := w.Injector.targets.Load()
+	if targets == nil {
+		return "error", nil, "gateways not read yet (informers syncing)"
+	}
+	st, ok := targets.match(req.Namespace, pod.Labels)
+	if !ok {
+		return "skipped", nil, "not a pod of a gateway protected in sidecar mode"
+	}
+	if hasSidecar(&pod.Spec) {
+		return "present", nil, "already has " + SidecarContainerName
+	}
+	s := w.Injector.Sidecar
+	s.Native = w.native.Load()
+	return "injected", sidecarPatch(&pod, st.proxy, st.key, s), st.key
+}
+
+func podName(req *admissionv1.AdmissionRequest) string {
+	if req.Name != "" {
+		return req.Name
+	}
+	var m struct {
+		Metadata metav1.ObjectMeta `json:"metadata"`
+	}
+	_ = json.Unmarshal(req.Object.Raw, &m)
+	if m.Metadata.GenerateName != "" {
+		return m.Metadata.GenerateName + "*"
+	}
+	return m.Metadata.Name
+}
+
+// trustRecord remembers when each CA first appeared in the webhook configuration's
+// caBundle, as this replica's informer saw it.
+type trustRecord struct {
+	mu    sync.Mutex
+	first map[string]time.Time // certFingerprint → first seen
+}
+
+func (t *trustRecord) saw(bundle []byte, now time.Time) {
+	certs, err := pki.ParseCertificates(bundle)
+	if err != nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.first == nil {
+		t.first = map[string]time.Time{}
+	}
+	present := map[string]bool{}
+	for _, c := range certs {
+		fp := certFingerprint(c.Raw)
+		present[fp] = true
+		if _, ok := t.first[fp]; !ok {
+			t.first[fp] = now
+		}
+	}
+	for fp := range t.first {
+		if !present[fp] {
+			delete(t.first, fp) // removed: trusted again only after a new grace period
+		}
+	}
+}
+
+func (t *trustRecord) since(fp string) (time.Time, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	at, ok := t.first[fp]
+	return at, ok
+}
