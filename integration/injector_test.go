@@ -140,6 +140,8 @@ type injections struct {
 	} `json:"processor"`
 	Gateways []struct {
 		Proxy, Namespace, Name, LastError string
+		Mode                              string
+		SidecarMissing                    int
 		Sources                           []string
 		Objects                           []struct {
 			Kind, Namespace, Name, Op string

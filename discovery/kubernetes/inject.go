@@ -58,8 +58,8 @@ type Injector struct {
 	WebhookConfig string
 	Webhook       *Webhook
 
-	targets  atomic.Pointer[sidecarTargets]
-	poke     atomic.Pointer[func()]
+	targets atomic.Pointer[sidecarTargets]
+	poke    atomic.Pointer[func()]
 
 	status   *injectionStatus
 	metrics  *injectorMetrics

@@ -49,11 +49,11 @@ type GatewayInjection struct {
 	Mode       string               `json:"mode"` // external or sidecar
 	// SidecarMissing counts the gateway's running pods without the processor container
 	// in sidecar mode; SidecarMissingPods names some of them.
-	SidecarMissing     int      `json:"sidecarMissing,omitempty"`
-	SidecarMissingPods []string `json:"sidecarMissingPods,omitempty"`
-	Objects    []WrittenObject      `json:"objects"`
-	LastError  string               `json:"lastError,omitempty"`
-	ErrorAt    *time.Time           `json:"errorAt,omitempty"`
+	SidecarMissing     int             `json:"sidecarMissing,omitempty"`
+	SidecarMissingPods []string        `json:"sidecarMissingPods,omitempty"`
+	Objects            []WrittenObject `json:"objects"`
+	LastError          string          `json:"lastError,omitempty"`
+	ErrorAt            *time.Time      `json:"errorAt,omitempty"`
 }
 
 // WrittenObject is an object the injector keeps, and the last thing it did to it.

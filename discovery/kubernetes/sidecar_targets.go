@@ -37,7 +37,7 @@ type sidecarTargets struct {
 // protection is off get nothing.
 func (in *Injector) sidecarTargetsOf(inj *injection) *sidecarTargets {
 	t := &sidecarTargets{ready: true, byKey: map[string]sidecarTarget{}, nativeNamespace: in.istioGatewayNamespace(),
-		istio: inj.enabled[discovery.ProxyIstio] && in.sidecarMode(discovery.ProxyIstio),
+		istio:     inj.enabled[discovery.ProxyIstio] && in.sidecarMode(discovery.ProxyIstio),
 		envoyGate: inj.enabled[discovery.ProxyEnvoyGateway] && in.sidecarMode(discovery.ProxyEnvoyGateway)}
 	for _, fg := range inj.gateways {
 		g := fg.model

@@ -56,8 +56,10 @@ type Webhook struct {
 	Log          *slog.Logger
 	Registerer   prometheus.Registerer
 
-	native  atomic.Bool // the API server runs native sidecars
-	certs   interface{ get() (*tls.Certificate, error) }
+	native atomic.Bool // the API server runs native sidecars
+	certs  interface {
+		get() (*tls.Certificate, error)
+	}
 	bundle  func() ([]byte, error)
 	trust   trustRecord
 	metrics webhookMetrics
@@ -67,6 +69,18 @@ type Webhook struct {
 type webhookMetrics struct {
 	admissions *prometheus.CounterVec
 	duration   prometheus.Histogram
+	issued     prometheus.Counter
+}
+
+func newWebhookMetrics() webhookMetrics {
+	return webhookMetrics{
+		admissions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wafplane_webhook_admissions_total",
+			Help: "Pod admissions the sidecar webhook answered, by result: injected, present (already had the processor), skipped (not a protected gateway pod), error."}, []string{"result"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "wafplane_webhook_duration_seconds",
+			Help: "Time the sidecar webhook took to answer, from request read to response written.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		issued: prometheus.NewCounter(prometheus.CounterOpts{Name: "wafplane_webhook_certificates_issued_total",
+			Help: "Serving certificates the sidecar webhook issued itself (at start, then at each renewal)."}),
+	}
 }
 
 // Start serves the webhook until ctx ends.
@@ -74,14 +88,9 @@ func (w *Webhook) Start(ctx context.Context) error {
 	if w.Injector == nil || w.Log == nil || w.Client == nil {
 		return errors.New("webhook: Injector, Client and Log are required")
 	}
-	w.metrics = webhookMetrics{
-		admissions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wafplane_webhook_admissions_total",
-			Help: "Pod admissions the sidecar webhook answered, by result: injected, present (already had the processor), skipped (not a protected gateway pod), error."}, []string{"result"}),
-		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "wafplane_webhook_duration_seconds",
-			Help: "Time the sidecar webhook took to answer, from request read to response written.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
-	}
+	w.metrics = newWebhookMetrics()
 	if w.Registerer != nil {
-		w.Registerer.MustRegister(w.metrics.admissions, w.metrics.duration)
+		w.Registerer.MustRegister(w.metrics.admissions, w.metrics.duration, w.metrics.issued)
 	}
 	if w.CertDir != "" {
 		d := &dirCerts{dir: w.CertDir}
@@ -90,16 +99,16 @@ func (w *Webhook) Start(ctx context.Context) error {
 		if w.CA == nil {
 			return errors.New("webhook: CA or CertDir is required")
 		}
-		validity := w.CertValidity
-		if validity <= 0 {
-			validity = pki.ServerValidity
+		if w.CertValidity <= 0 {
+			w.CertValidity = pki.ServerValidity
 		}
-		s := &selfCerts{ca: w.CA, hosts: w.Hosts, validity: validity, trusted: w.trust.since, now: time.Now}
+		s := &selfCerts{ca: w.CA, hosts: w.Hosts, validity: w.CertValidity, trusted: w.trust.since, now: time.Now, issued: w.metrics.issued.Inc}
 		w.certs, w.bundle = s, s.bundle
 	}
 	if _, err := w.certs.get(); err != nil {
 		return err
 	}
+	go w.renew(ctx)
 	w.detectNativeSidecars()
 	go w.watchConfiguration(ctx)
 
@@ -132,6 +141,27 @@ func (w *Webhook) Start(ctx context.Context) error {
 	defer cancel()
 	_ = srv.Shutdown(shut)
 	return nil
+}
+
+// renew asks for the certificate now and then, so that it is issued again before it
+// expires even while the API server keeps one connection open and makes no handshake.
+func (w *Webhook) renew(ctx context.Context) {
+	every := time.Minute
+	if w.CertDir == "" {
+		every = min(every, max(w.CertValidity/10, 100*time.Millisecond))
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := w.certs.get(); err != nil {
+				w.Log.Error("sidecar webhook: certificate", "error", err)
+			}
+		}
+	}
 }
 
 // Addr is the address the webhook listens on, nil before Start has opened it.
@@ -171,14 +201,16 @@ func (w *Webhook) serveInject(rw http.ResponseWriter, r *http.Request) {
 	req := review.Request
 	resp := &admissionv1.AdmissionResponse{UID: req.UID, Allowed: true}
 	result, ops, reason := w.admit(req)
+	var patch []byte
+	if len(ops) > 0 {
+		var err error
+		if patch, err = json.Marshal(ops); err != nil {
+			result, reason = "error", "patch: "+err.Error()
+		}
+	}
 	w.metrics.admissions.WithLabelValues(result).Inc()
 	switch {
-	case len(ops) > 0:
-		patch, err := json.Marshal(ops)
-		if err != nil {
-			w.metrics.admissions.WithLabelValues("error").Inc()
-			break
-		}
+	case result == "injected":
 		pt := admissionv1.PatchTypeJSONPatch
 		resp.Patch, resp.PatchType = patch, &pt
 		w.Log.Info("sidecar webhook: processor injected", "pod", req.Namespace+"/"+podName(req), "gateway", reason)

@@ -29,6 +29,7 @@ type selfCerts struct {
 	validity time.Duration
 	trusted  func(fingerprint string) (since time.Time, ok bool)
 	now      func() time.Time
+	issued   func() // counts certificates issued; may be nil
 
 	mu     sync.Mutex
 	cert   *tls.Certificate
@@ -62,6 +63,9 @@ func (s *selfCerts) get() (*tls.Certificate, error) {
 		}
 	}
 	s.cert, s.issuer = &cert, current
+	if s.issued != nil {
+		s.issued()
+	}
 	return s.cert, nil
 }
 

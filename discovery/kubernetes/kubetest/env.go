@@ -180,6 +180,7 @@ func (e *Env) StartAPIServer() {
 		"--service-account-signing-key-file", filepath.Join(e.dir, "sa.key"),
 		"--api-audiences", "https://kubernetes.default.svc",
 		"--service-cluster-ip-range", "10.96.0.0/16",
+		"--enable-admission-plugins", "MutatingAdmissionWebhook,ValidatingAdmissionWebhook", // sidecar mode's webhook
 		"--disable-admission-plugins", "ServiceAccount")
 	out := logFile(e.t, e.dir, "apiserver.log")
 	cmd.Stdout, cmd.Stderr = out, out
