@@ -296,3 +296,22 @@ func TestWebhookCertificateFollowsTrust(t *testing.T) {
 		t.Error("not issued again with a quarter of its validity left")
 	}
 }
+
+// BenchmarkWebhookHandler is the webhook's own work per admission, in process: decode the
+// review, match the pod, build and encode the patch.
+func BenchmarkWebhookHandler(b *testing.B) {
+	in := &Injector{Mode: ModeSidecar, Sidecar: testSidecar}
+	in.targets.Store(&sidecarTargets{ready: true, byKey: map[string]sidecarTarget{"istio:shop/edge": {key: "istio:shop/edge", proxy: discovery.ProxyIstio}}})
+	w := &Webhook{Injector: in, metrics: newWebhookMetrics(), Log: slog.New(slog.DiscardHandler)}
+	raw, _ := json.Marshal(gatewayPod(map[string]string{IstioGatewayLabel: "edge"}, nil, "istio-proxy"))
+	body, _ := json.Marshal(admissionv1.AdmissionReview{Request: &admissionv1.AdmissionRequest{UID: "u", Kind: metav1.GroupVersionKind{Kind: "Pod"},
+		Operation: admissionv1.Create, Namespace: "shop", Object: runtime.RawExtension{Raw: raw}}})
+	b.ReportAllocs()
+	for b.Loop() {
+		rec := httptest.NewRecorder()
+		w.serveInject(rec, httptest.NewRequest(http.MethodPost, WebhookPath, bytes.NewReader(body)))
+		if rec.Code != http.StatusOK {
+			b.Fatal(rec.Code)
+		}
+	}
+}
