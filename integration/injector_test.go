@@ -159,7 +159,13 @@ func (w *wafplaneProc) injections(t testing.TB) injections {
 
 func (w *wafplaneProc) admin200(t testing.TB, path string) string {
 	t.Helper()
-	resp, err := http.Get("http://" + w.admin + path)
+	return admin200(t, w.admin, path)
+}
+
+// admin200 gets an admin path and fails the test unless it answers 200.
+func admin200(t testing.TB, address, path string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + address + path)
 	must(t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)

@@ -5,7 +5,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -15,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -220,6 +224,57 @@ func TestSidecarMode(t *testing.T) {
 		}
 		if m := p.Spec.Containers[0].VolumeMounts; len(m) != 1 || m[0].MountPath != "/var/run/wafplane" {
 			t.Errorf("envoy mounts %v: want the processor's socket directory", m)
+		}
+	})
+
+	t.Run("the injected command line runs", func(t *testing.T) {
+		// The Envoy Gateway pod's processor, run as the kubelet would, with the pod's paths
+		// moved under a temporary directory: the health port answers on every address, the
+		// Unix socket takes ext_proc from another user's Envoy, events name the gateway.
+		p, err := pods("envoy-gateway-system").Get(ctx, "api-1", metav1.GetOptions{})
+		must(t, err)
+		dir := t.TempDir()
+		sock := filepath.Join(dir, "ext_proc.sock")
+		health := kubetest.FreePorts(t, 1)[0]
+		var args []string
+		for _, a := range processorOf(t, p).Args {
+			switch a {
+			case "/etc/wafplane/policy/policy.yaml":
+				a = policy
+			case "/var/run/wafplane/ext_proc.sock":
+				a = sock
+			case "9091":
+				a = health
+			}
+			args = append(args, a)
+		}
+		admin := kubetest.FreePorts(t, 1)[0]
+		cmd := exec.Command(binary, append(args, "--admin-address", "127.0.0.1:"+admin)...)
+		out := &lockedBuffer{}
+		cmd.Stdout, cmd.Stderr = out, out
+		must(t, cmd.Start())
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		eventually(t, "the sidecar's health port", 60*time.Second, func() bool {
+			resp, err := http.Get("http://127.0.0.1:" + health + "/")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK
+		})
+		fi, err := os.Stat(sock)
+		must(t, err)
+		if fi.Mode().Perm() != 0o666 {
+			t.Errorf("socket mode %v: want 0666 so that Envoy, another user, can connect", fi.Mode().Perm())
+		}
+		conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		must(t, err)
+		defer conn.Close()
+		if code := sendAttack(t, conn, nil); code != 403 {
+			t.Errorf("attack over the socket: %d, want 403\n%s", code, out)
+		}
+		if events := admin200(t, "127.0.0.1:"+admin, "/events"); !strings.Contains(strings.ReplaceAll(events, " ", ""), `"gateway":"shop/api"`) {
+			t.Errorf("events %s: want the gateway from --gateway", events)
 		}
 	})
 

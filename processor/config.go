@@ -62,6 +62,8 @@ type Config struct {
 	ResponseBodies          bool
 	WAFTimeout              time.Duration
 	ObservabilityMode       bool
+	// Gateway is reported for streams whose metadata names no gateway.
+	Gateway string
 	RulesFile               string // replaces the recommended ruleset when set
 	PolicyFile              string
 	BlockedTemplateJSON     string

@@ -122,6 +122,24 @@ func TestRouteFromAttribute(t *testing.T) {
 	}
 }
 
+// A sidecar's processor is told its gateway by flag (Envoy Gateway sends no metadata); the
+// stream's metadata still wins.
+func TestGatewayDefaultAndMetadata(t *testing.T) {
+	cfg := testConfig()
+	cfg.Gateway = "shop/api"
+	r := startProcessor(t, cfg)
+	x := attacks(t)["query"]
+	r.envoy.do(t, x)
+	if ev := r.p.events.recent(1)[0]; ev.Gateway != "shop/api" {
+		t.Fatalf("event gateway %q, want the configured shop/api", ev.Gateway)
+	}
+	x.metadata = map[string]string{MetadataGateway: "shop/edge"}
+	r.envoy.do(t, x)
+	if ev := r.p.events.recent(1)[0]; ev.Gateway != "shop/edge" {
+		t.Fatalf("event gateway %q, want the metadata's", ev.Gateway)
+	}
+}
+
 func TestModeFromStreamMetadata(t *testing.T) {
 	r := startProcessor(t, testConfig()) // default block
 	x := attacks(t)["query"]

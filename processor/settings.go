@@ -36,7 +36,10 @@ func (p *Processor) settingsFor(ctx context.Context) streamSettings {
 		}
 		return "", false
 	}
-	s.gateway, _ = get(MetadataGateway)
+	s.gateway = p.cfg.Gateway
+	if v, ok := get(MetadataGateway); ok {
+		s.gateway = v
+	}
 	s.route, _ = get(MetadataRoute)
 	if v, ok := get(MetadataMode); ok {
 		if m, err := ParseMode(v); err == nil {

@@ -135,6 +135,8 @@ func newProcessorCommand(logs *logOptions) *cobra.Command {
 	env := &envFlags{fs: cmd.Flags()}
 	f.register(env, "0.0.0.0", 443, 80, true)
 	f.admin.register(env, "", "admin HTTP address for /metrics, /events, /rules and /api-catalog (empty disables)")
+	var gateway string
+	env.String(&gateway, "gateway", "", "gateway (namespace/name) reported for streams whose metadata names none, as Envoy Gateway's policies send none; the sidecar webhook sets it")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if len(env.errs) > 0 {
 			return errors.Join(env.errs...)
@@ -147,6 +149,7 @@ func newProcessorCommand(logs *logOptions) *cobra.Command {
 		if err != nil {
 			return err
 		}
+		cfg.Gateway = gateway
 		return runProcessor(cmd.Context(), cfg, &f.admin, log)
 	}
 	return cmd

@@ -128,7 +128,7 @@ func sidecarPatch(pod *corev1.Pod, proxy, gateway string, s SidecarSettings) []p
 			ops = append(ops, patchOp{Op: "add", Path: path + "/-", Value: value})
 		}
 	}
-	c := sidecarContainer(proxy, s)
+	c := sidecarContainer(proxy, gateway, s)
 	switch {
 	case !s.Native:
 		add("/spec/containers", len(pod.Spec.Containers), c)
@@ -167,10 +167,11 @@ func sidecarPatch(pod *corev1.Pod, proxy, gateway string, s SidecarSettings) []p
 
 // sidecarContainer is the processor: gRPC on loopback in plaintext (it never leaves the
 // pod) or, for Envoy Gateway, on a Unix socket; health on the pod's address for the kubelet.
-func sidecarContainer(proxy string, s SidecarSettings) corev1.Container {
+func sidecarContainer(proxy, gateway string, s SidecarSettings) corev1.Container {
+	_, name, _ := strings.Cut(gateway, ":") // proxy:namespace/name
 	args := []string{"processor", "--host", "127.0.0.1", "--port", strconv.Itoa(int(s.Port)),
 		"--health-host", "0.0.0.0", "--health-port", strconv.Itoa(int(s.HealthPort)), "--tls=false",
-		"--policy", policyDir + "/" + policyKey}
+		"--policy", policyDir + "/" + policyKey, "--gateway", name}
 	mounts := []corev1.VolumeMount{
 		{Name: "wafplane-policy", MountPath: policyDir, ReadOnly: true},
 		{Name: "wafplane-tmp", MountPath: "/tmp"}, // libddwaf's shared library is unpacked here

@@ -100,6 +100,9 @@ func TestSidecarPatch(t *testing.T) {
 		if i := slices.Index(args, "--uds-path"); i < 0 || args[i+1] != SidecarSocket {
 			t.Errorf("args %v: want the socket", args)
 		}
+		if i := slices.Index(args, "--gateway"); i < 0 || args[i+1] != "shop/api" {
+			t.Errorf("args %v: want the gateway, which Envoy Gateway's policy does not send", args)
+		}
 		mounts := got.Spec.Containers[0].VolumeMounts
 		if len(mounts) != 2 || mounts[1].Name != "wafplane-socket" || mounts[1].MountPath != "/var/run/wafplane" {
 			t.Errorf("envoy's mounts %v: want the socket volume", mounts)
