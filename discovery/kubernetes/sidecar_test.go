@@ -2,10 +2,14 @@ package kubernetes
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -316,5 +320,68 @@ func BenchmarkWebhookHandler(b *testing.B) {
 		if rec.Code != http.StatusOK {
 			b.Fatal(rec.Code)
 		}
+	}
+}
+
+// A user's certificate directory (--webhook-cert-dir) is read again when its files change,
+// a pair that does not load keeps the previous one, and ca.crt is the bundle.
+func TestWebhookCertDirReload(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := pki.New(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string) {
+		t.Helper()
+		c, err := ca.IssueServerFor(name, []string{"127.0.0.1"}, time.Now(), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key, _ := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+		must := func(err error) {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		must(os.WriteFile(filepath.Join(dir, "tls.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]}), 0o600))
+		must(os.WriteFile(filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}), 0o600))
+	}
+	name := func(d *dirCerts) string {
+		t.Helper()
+		c, err := d.get()
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, _ := x509.ParseCertificate(c.Certificate[0])
+		return leaf.Subject.CommonName
+	}
+	d := &dirCerts{dir: dir}
+	if _, err := d.get(); err == nil || !strings.Contains(err.Error(), "tls.crt") {
+		t.Errorf("empty directory: %v", err)
+	}
+	write("first")
+	if got := name(d); got != "first" {
+		t.Fatalf("got %q", got)
+	}
+	write("second")
+	d.checked = time.Time{} // as if a second had passed
+	if got := name(d); got != "second" {
+		t.Errorf("after the files changed: %q", got)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tls.key"), []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.checked = time.Time{}
+	if got := name(d); got != "second" {
+		t.Errorf("a broken pair replaced the good one: %q", got)
+	}
+	if b, err := d.bundle(); err != nil || b != nil {
+		t.Errorf("no ca.crt: bundle %q %v, want none (publicly trusted)", b, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ca.crt"), ca.BundlePEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := d.bundle(); !bytes.Equal(b, ca.BundlePEM()) {
+		t.Error("ca.crt is not the bundle")
 	}
 }
