@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -58,8 +59,10 @@ type Injector struct {
 	WebhookConfig string
 	Webhook       *Webhook
 
-	targets atomic.Pointer[sidecarTargets]
-	poke    atomic.Pointer[func()]
+	targets  atomic.Pointer[sidecarTargets]
+	ready    chan struct{} // closed once targets are first known
+	initOnce sync.Once
+	poke     atomic.Pointer[func()]
 
 	status   *injectionStatus
 	metrics  *injectorMetrics

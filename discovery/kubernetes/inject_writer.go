@@ -80,8 +80,8 @@ func (in *Injector) report(inj *injection, leader bool) {
 	for _, p := range discovery.Proxies {
 		st.proxies[p] = &ProxyStatus{Enabled: inj.enabled[p], CRDsInstalled: inj.installed[p], Error: inj.problems[p]}
 	}
-	if inj.targets != nil {
-		in.targets.Store(inj.targets)
+	if inj.targets != nil && in.targets.Swap(inj.targets) == nil {
+		close(in.readyChan())
 	}
 	found := map[string]bool{}
 	counts, missing := map[string]int{}, map[string]int{}

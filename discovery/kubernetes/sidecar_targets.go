@@ -1,6 +1,9 @@
 package kubernetes
 
 import (
+	"context"
+	"time"
+
 	"github.com/wafplane/wafplane/discovery"
 )
 
@@ -15,6 +18,26 @@ const (
 // sidecar mode; mesh workloads (istio-sidecar) always call the processor Service.
 func (in *Injector) sidecarMode(proxy string) bool {
 	return in.Mode == ModeSidecar && proxy != discovery.ProxyIstioSidecar
+}
+
+func (in *Injector) readyChan() chan struct{} {
+	in.initOnce.Do(func() { in.ready = make(chan struct{}) })
+	return in.ready
+}
+
+// waitTargets returns the gateways in sidecar mode, waiting up to max (or ctx) for the
+// first reading of the cluster: a pod created while wafplane starts is not let through
+// without its processor for want of a few seconds.
+func (in *Injector) waitTargets(ctx context.Context, max time.Duration) *sidecarTargets {
+	if t := in.targets.Load(); t != nil {
+		return t
+	}
+	select {
+	case <-in.readyChan():
+	case <-ctx.Done():
+	case <-time.After(max):
+	}
+	return in.targets.Load()
 }
 
 // sidecarTarget is a protected gateway whose pods get the processor container.

@@ -213,15 +213,17 @@ func review(t *testing.T, w *Webhook, pod *corev1.Pod) (int, *admissionv1.Admiss
 }
 
 func TestWebhookHandler(t *testing.T) {
-	in := &Injector{Mode: ModeSidecar, Sidecar: testSidecar}
+	in := &Injector{Mode: ModeSidecar, Sidecar: testSidecar, metrics: newInjectorMetrics(nil)}
 	w := &Webhook{Injector: in}
 	w.metrics = newWebhookMetrics()
 	w.Log = slog.New(slog.DiscardHandler)
 	edge := map[string]string{IstioGatewayLabel: "edge"}
-	if _, resp := review(t, w, gatewayPod(edge, nil, "istio-proxy")); resp.Patch != nil {
-		t.Error("patched before the gateways were read")
-	}
-	in.targets.Store(&sidecarTargets{ready: true, byKey: map[string]sidecarTarget{"istio:shop/edge": {key: "istio:shop/edge", proxy: discovery.ProxyIstio}}})
+	// A pod created while wafplane starts waits for the first reading of the cluster.
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		in.report(&injection{targets: &sidecarTargets{ready: true, byKey: map[string]sidecarTarget{
+			"istio:shop/edge": {key: "istio:shop/edge", proxy: discovery.ProxyIstio}}}}, false)
+	}()
 	_, resp := review(t, w, gatewayPod(edge, nil, "istio-proxy"))
 	if resp.Patch == nil || *resp.PatchType != admissionv1.PatchTypeJSONPatch {
 		t.Fatalf("gateway pod not injected: %+v", resp)

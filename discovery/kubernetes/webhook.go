@@ -32,6 +32,9 @@ const (
 	// maxAdmissionReview bounds a request body: the API server's own limit on an object
 	// is 3 MiB, and a review carries the object once for a CREATE.
 	maxAdmissionReview = 4 << 20
+	// targetsWait is how long an admission waits for wafplane's first reading of the
+	// cluster, within the API server's 5 s timeout.
+	targetsWait = 3 * time.Second
 )
 
 // Webhook is the mutating admission webhook of sidecar mode: it adds the processor
@@ -204,7 +207,7 @@ func (w *Webhook) serveInject(rw http.ResponseWriter, r *http.Request) {
 	}
 	req := review.Request
 	resp := &admissionv1.AdmissionResponse{UID: req.UID, Allowed: true}
-	result, ops, reason := w.admit(req)
+	result, ops, reason := w.admit(r.Context(), req)
 	var patch []byte
 	if len(ops) > 0 {
 		var err error
@@ -230,7 +233,7 @@ func (w *Webhook) serveInject(rw http.ResponseWriter, r *http.Request) {
 }
 
 // admit decides one request: the patch, and why (or which gateway).
-func (w *Webhook) admit(req *admissionv1.AdmissionRequest) (result string, ops []patchOp, reason string) {
+func (w *Webhook) admit(ctx context.Context, req *admissionv1.AdmissionRequest) (result string, ops []patchOp, reason string) {
 	if req.Kind.Kind != "Pod" || req.Operation != admissionv1.Create {
 		return "skipped", nil, "not a pod creation"
 	}
@@ -241,7 +244,7 @@ func (w *Webhook) admit(req *admissionv1.AdmissionRequest) (result string, ops [
 	if optedOut(&pod) {
 		return "skipped", nil, "pod opted out"
 	}
-	targets := w.Injector.targets.Load()
+	targets := w.Injector.waitTargets(ctx, targetsWait)
 	if targets == nil {
 		return "error", nil, "gateways not read yet (informers syncing)"
 	}
