@@ -63,11 +63,11 @@ type Config struct {
 	WAFTimeout              time.Duration
 	ObservabilityMode       bool
 	// Gateway is reported for streams whose metadata names no gateway.
-	Gateway string
-	RulesFile               string // replaces the recommended ruleset when set
-	PolicyFile              string
-	BlockedTemplateJSON     string
-	BlockedTemplateHTML     string
+	Gateway             string
+	RulesFile           string // replaces the recommended ruleset when set
+	PolicyFile          string
+	BlockedTemplateJSON string
+	BlockedTemplateHTML string
 
 	// TLSConfig, when set, is the ext_proc server's TLS (serve's mTLS with its CA) instead
 	// of TLS, CertFile and KeyFile. PeerGateway then reads the gateway a verified client
