@@ -273,9 +273,10 @@ func TestSidecarMode(t *testing.T) {
 		if code := sendAttack(t, conn, nil); code != 403 {
 			t.Errorf("attack over the socket: %d, want 403\n%s", code, out)
 		}
-		if events := admin200(t, "127.0.0.1:"+admin, "/events"); !strings.Contains(strings.ReplaceAll(events, " ", ""), `"gateway":"shop/api"`) {
-			t.Errorf("events %s: want the gateway from --gateway", events)
-		}
+		// Events are recorded once the stream ends, after the answer.
+		eventually(t, "an event naming the gateway from --gateway", 10*time.Second, func() bool {
+			return strings.Contains(strings.ReplaceAll(admin200(t, "127.0.0.1:"+admin, "/events"), " ", ""), `"gateway":"shop/api"`)
+		})
 	})
 
 	t.Run("other pods are left alone", func(t *testing.T) {
