@@ -10,8 +10,6 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
-	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 )
 
 // BenchmarkKubernetesInjector500Gateways: wafplane --inject runs against a real
@@ -31,11 +29,7 @@ func runInjectorBench(b *testing.B) {
 	env, kubeconfig := kubeEnv(b)
 	env.InstallIstioCRDs()
 	env.InstallEnvoyGatewayCRDs()
-	gc, err := gwclient.NewForConfig(env.Admin)
-	must(b, err)
-	dyn, err := dynamic.NewForConfig(env.Admin)
-	must(b, err)
-	c := &injectorCluster{kc: env.Clientset(), gc: gc, dyn: dyn}
+	c := newInjectorCluster(b, env)
 	namespace(b, c.kc, "bench")
 	c.class(b, "istio", "istio.io/gateway-controller")
 	c.class(b, "eg", "gateway.envoyproxy.io/gatewayclass-controller")

@@ -21,6 +21,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
+
+	"github.com/wafplane/wafplane/discovery/kubernetes/kubetest"
 )
 
 var (
@@ -35,6 +37,16 @@ type injectorCluster struct {
 	kc  kubernetes.Interface
 	gc  gwclient.Interface
 	dyn dynamic.Interface
+}
+
+// newInjectorCluster makes admin clients of the test API server.
+func newInjectorCluster(t testing.TB, env *kubetest.Env) *injectorCluster {
+	t.Helper()
+	dyn, err := dynamic.NewForConfig(env.Admin)
+	must(t, err)
+	gc, err := gwclient.NewForConfig(env.Admin)
+	must(t, err)
+	return &injectorCluster{kc: env.Clientset(), gc: gc, dyn: dyn}
 }
 
 func (c *injectorCluster) gateway(t testing.TB, ns, name, class string, labels, annotations map[string]string) {
@@ -231,11 +243,7 @@ var injectArgs = []string{"--inject", "--inject-processor-port", "18080"}
 func TestInjector(t *testing.T) {
 	top := t // wafplanes started in subtests live as long as the whole test
 	env, kubeconfig := kubeEnv(t)
-	dyn, err := dynamic.NewForConfig(env.Admin)
-	must(t, err)
-	gc, err := gwclient.NewForConfig(env.Admin)
-	must(t, err)
-	c := &injectorCluster{kc: env.Clientset(), gc: gc, dyn: dyn}
+	c := newInjectorCluster(t, env)
 	ctx := context.Background()
 	for _, ns := range []string{"shop", "blog", "istio-system"} {
 		namespace(t, c.kc, ns)

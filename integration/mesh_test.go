@@ -9,8 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/client-go/dynamic"
-	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 )
 
 // meshCluster is a kube-apiserver with Istio's CRDs and wafplane --inject running.
@@ -18,11 +16,7 @@ func meshCluster(t testing.TB) (*injectorCluster, *wafplaneProc) {
 	t.Helper()
 	env, kubeconfig := kubeEnv(t)
 	env.InstallIstioCRDs()
-	dyn, err := dynamic.NewForConfig(env.Admin)
-	must(t, err)
-	gc, err := gwclient.NewForConfig(env.Admin)
-	must(t, err)
-	return &injectorCluster{kc: env.Clientset(), gc: gc, dyn: dyn}, runWafplane(t, kubeconfig, injectArgs...)
+	return newInjectorCluster(t, env), runWafplane(t, kubeconfig, injectArgs...)
 }
 
 func labelNamespace(t *testing.T, c *injectorCluster, name, key, value string) {

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"github.com/wafplane/wafplane/discovery/kubernetes/kubetest"
 )
@@ -34,9 +33,7 @@ func BenchmarkKubernetesSidecarWebhook50Concurrent(b *testing.B) {
 func runSidecarBench(b *testing.B) {
 	env, kubeconfig := kubeEnv(b)
 	env.InstallIstioCRDs()
-	gc, err := gwclient.NewForConfig(env.Admin)
-	must(b, err)
-	c := &injectorCluster{kc: env.Clientset(), gc: gc}
+	c := newInjectorCluster(b, env)
 	for _, ns := range []string{"shop", "apps"} {
 		namespace(b, c.kc, ns)
 	}

@@ -24,8 +24,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
-	gwclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"github.com/wafplane/wafplane/discovery/kubernetes/kubetest"
 )
@@ -123,11 +121,7 @@ func backendRefOf(eep *unstructured.Unstructured) map[string]any {
 // rotation under a burst of pod creations, a wafplane outage, and switching modes.
 func TestSidecarMode(t *testing.T) {
 	env, kubeconfig := kubeEnv(t)
-	dyn, err := dynamic.NewForConfig(env.Admin)
-	must(t, err)
-	gc, err := gwclient.NewForConfig(env.Admin)
-	must(t, err)
-	c := &injectorCluster{kc: env.Clientset(), gc: gc, dyn: dyn}
+	c := newInjectorCluster(t, env)
 	ctx := context.Background()
 	for _, ns := range []string{"shop", "istio-system", "envoy-gateway-system", "apps"} {
 		namespace(t, c.kc, ns)
@@ -145,7 +139,7 @@ func TestSidecarMode(t *testing.T) {
 		"spec": map[string]any{"selector": map[string]any{"istio": "ingressgateway"},
 			"servers": []any{map[string]any{"port": map[string]any{"number": int64(80), "name": "http", "protocol": "HTTP"}, "hosts": []any{"*"}}}},
 	}}
-	_, err = c.dyn.Resource(istioGateways).Namespace("shop").Create(ctx, native, metav1.CreateOptions{})
+	_, err := c.dyn.Resource(istioGateways).Namespace("shop").Create(ctx, native, metav1.CreateOptions{})
 	must(t, err)
 
 	policy := filepath.Join(t.TempDir(), "policy.yaml")

@@ -7,6 +7,7 @@ import (
 	"os"
 
 	corev1 "k8s.io/api/core/v1"
+	k8s "k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -55,6 +56,15 @@ func (k *kubeFlags) restConfig() (*rest.Config, error) {
 	// One conversion can write many statuses; client-go's default 5 QPS would throttle it.
 	cfg.QPS, cfg.Burst = 100, 200
 	return cfg, nil
+}
+
+// clientset is a client of the cluster --kubeconfig names.
+func (k *kubeFlags) clientset() (k8s.Interface, error) {
+	cfg, err := k.restConfig()
+	if err != nil {
+		return nil, err
+	}
+	return k8s.NewForConfig(cfg)
 }
 
 func (k *kubeFlags) source(xdsAddress string, ca func() *pki.CA, log *slog.Logger) (*kubernetes.Source, error) {

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	k8s "k8s.io/client-go/kubernetes"
 
 	"github.com/wafplane/wafplane/discovery/kubernetes"
 	"github.com/wafplane/wafplane/xds/pki"
@@ -90,11 +89,7 @@ func (f *serveFlags) webhook(ctx context.Context, in *kubernetes.Injector, reg p
 		// Shorter is for tests of rotation; the API server is never handed an expired one.
 		log.Warn("--webhook-cert-validity is very short: the webhook certificate is issued again every few seconds", "validity", s.webhookCertValidity)
 	}
-	cfg, err := f.kube.restConfig()
-	if err != nil {
-		return nil, err
-	}
-	kc, err := k8s.NewForConfig(cfg)
+	kc, err := f.kube.clientset()
 	if err != nil {
 		return nil, err
 	}

@@ -8,7 +8,6 @@ import (
 	"os"
 	"time"
 
-	k8s "k8s.io/client-go/kubernetes"
 
 	"github.com/wafplane/wafplane/discovery/kubernetes"
 	"github.com/wafplane/wafplane/xds/pki"
@@ -33,11 +32,7 @@ func (f *serveFlags) kubeCA(ctx context.Context, log *slog.Logger) (*kubernetes.
 	if f.caStore != nil {
 		return f.caStore, nil
 	}
-	cfg, err := f.kube.restConfig()
-	if err != nil {
-		return nil, err
-	}
-	kc, err := k8s.NewForConfig(cfg)
+	kc, err := f.kube.clientset()
 	if err != nil {
 		return nil, err
 	}
