@@ -25,17 +25,17 @@ func (in *Injector) readyChan() chan struct{} {
 	return in.ready
 }
 
-// waitTargets returns the gateways in sidecar mode, waiting up to max (or ctx) for the
+// waitTargets returns the gateways in sidecar mode, waiting up to limit (or ctx) for the
 // first reading of the cluster: a pod created while wafplane starts is not let through
 // without its processor for want of a few seconds.
-func (in *Injector) waitTargets(ctx context.Context, max time.Duration) *sidecarTargets {
+func (in *Injector) waitTargets(ctx context.Context, limit time.Duration) *sidecarTargets {
 	if t := in.targets.Load(); t != nil {
 		return t
 	}
 	select {
 	case <-in.readyChan():
 	case <-ctx.Done():
-	case <-time.After(max):
+	case <-time.After(limit):
 	}
 	return in.targets.Load()
 }
@@ -46,10 +46,8 @@ type sidecarTarget struct {
 	selector   map[string]string // native Istio Gateways: the pods' labels
 }
 
-// sidecarTargets are the gateways in sidecar mode, by what identifies their pods. ready is
-// false until the informers have synced once.
+// sidecarTargets are the gateways in sidecar mode, by what identifies their pods.
 type sidecarTargets struct {
-	ready            bool
 	byKey            map[string]sidecarTarget // ForeignGateway.Key()
 	native           []sidecarTarget
 	nativeNamespace  string
@@ -59,7 +57,7 @@ type sidecarTargets struct {
 // sidecarTargetsOf picks the gateways of a plan that run in sidecar mode; those whose
 // protection is off get nothing.
 func (in *Injector) sidecarTargetsOf(inj *injection) *sidecarTargets {
-	t := &sidecarTargets{ready: true, byKey: map[string]sidecarTarget{}, nativeNamespace: in.istioGatewayNamespace(),
+	t := &sidecarTargets{byKey: map[string]sidecarTarget{}, nativeNamespace: in.istioGatewayNamespace(),
 		istio:     inj.enabled[discovery.ProxyIstio] && in.sidecarMode(discovery.ProxyIstio),
 		envoyGate: inj.enabled[discovery.ProxyEnvoyGateway] && in.sidecarMode(discovery.ProxyEnvoyGateway)}
 	for _, fg := range inj.gateways {

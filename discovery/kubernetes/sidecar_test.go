@@ -221,7 +221,7 @@ func TestWebhookHandler(t *testing.T) {
 	// A pod created while wafplane starts waits for the first reading of the cluster.
 	go func() {
 		time.Sleep(200 * time.Millisecond)
-		in.report(&injection{targets: &sidecarTargets{ready: true, byKey: map[string]sidecarTarget{
+		in.report(&injection{targets: &sidecarTargets{byKey: map[string]sidecarTarget{
 			"istio:shop/edge": {key: "istio:shop/edge", proxy: discovery.ProxyIstio}}}}, false)
 	}()
 	_, resp := review(t, w, gatewayPod(edge, nil, "istio-proxy"))
@@ -310,7 +310,7 @@ func TestWebhookCertificateFollowsTrust(t *testing.T) {
 // review, match the pod, build and encode the patch.
 func BenchmarkWebhookHandler(b *testing.B) {
 	in := &Injector{Mode: ModeSidecar, Sidecar: testSidecar}
-	in.targets.Store(&sidecarTargets{ready: true, byKey: map[string]sidecarTarget{"istio:shop/edge": {key: "istio:shop/edge", proxy: discovery.ProxyIstio}}})
+	in.targets.Store(&sidecarTargets{byKey: map[string]sidecarTarget{"istio:shop/edge": {key: "istio:shop/edge", proxy: discovery.ProxyIstio}}})
 	w := &Webhook{Injector: in, metrics: newWebhookMetrics(), Log: slog.New(slog.DiscardHandler)}
 	raw, _ := json.Marshal(gatewayPod(map[string]string{IstioGatewayLabel: "edge"}, nil, "istio-proxy"))
 	body, _ := json.Marshal(admissionv1.AdmissionReview{Request: &admissionv1.AdmissionRequest{UID: "u", Kind: metav1.GroupVersionKind{Kind: "Pod"},

@@ -89,7 +89,7 @@ func (s *Source) Run(ctx context.Context, updates chan<- discovery.Update) error
 	}
 	poke := func() { other.Store(true); wake() }
 	sidecar := s.Inject != nil && s.Inject.Mode == ModeSidecar
-	l := s.watch(kc, gc, poke, wake, sidecar)
+	l := s.watch(kc, gc, poke, wake)
 	w := &writer{kc: kc, gc: gc, log: s.Log, controller: s.ControllerName, provision: s.Provision, injector: s.Inject}
 	var crds *crdWatch
 	var meshPods cache.SharedIndexInformer
@@ -193,7 +193,7 @@ func (s *Source) Run(ctx context.Context, updates chan<- discovery.Update) error
 }
 
 // watch builds the informers; changes call poke, EndpointSlice changes call slicePoke.
-func (s *Source) watch(kc kubernetes.Interface, gc gwclient.Interface, poke, slicePoke func(), sidecar bool) listers {
+func (s *Source) watch(kc kubernetes.Interface, gc gwclient.Interface, poke, slicePoke func()) listers {
 	core := informers.NewSharedInformerFactory(kc, s.Resync)
 	gw := gwinformers.NewSharedInformerFactory(gc, s.Resync)
 	classes := gw.Gateway().V1().GatewayClasses()
@@ -234,7 +234,7 @@ func (s *Source) watch(kc kubernetes.Interface, gc gwclient.Interface, poke, sli
 	if s.Provision != nil {
 		others = append(others, deployments.Informer())
 	}
-	ownConfigMaps := s.Provision != nil || sidecar // bootstraps; sidecars' policy
+	ownConfigMaps := s.Provision != nil || s.Inject != nil // bootstraps; sidecars' policy (kept or deleted)
 	if ownConfigMaps {
 		others = append(others, configMaps.Informer())
 	}

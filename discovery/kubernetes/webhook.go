@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/netutil"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -35,6 +36,9 @@ const (
 	// targetsWait is how long an admission waits for wafplane's first reading of the
 	// cluster, within the API server's 5 s timeout.
 	targetsWait = 3 * time.Second
+	// maxWebhookConns bounds open connections: the API server opens one per concurrent
+	// admission (HTTP/1.1).
+	maxWebhookConns = 512
 )
 
 // Webhook is the mutating admission webhook of sidecar mode: it adds the processor
@@ -66,7 +70,6 @@ type Webhook struct {
 	bundle  func() ([]byte, error)
 	trust   trustRecord
 	metrics webhookMetrics
-	addr    atomic.Value // net.Addr once listening
 }
 
 type webhookMetrics struct {
@@ -135,7 +138,9 @@ func (w *Webhook) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("webhook listener %s: %w", w.Address, err)
 	}
-	w.addr.Store(lis.Addr())
+	// Anyone who reaches the port may call it (the API server presents no client
+	// certificate); an answer reveals nothing, but connections are bounded.
+	lis = netutil.LimitListener(lis, maxWebhookConns)
 	w.Log.Info("sidecar webhook serving", "address", lis.Addr().String(), "path", WebhookPath, "native_sidecars", w.native.Load())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(lis, "", "") }()
@@ -169,12 +174,6 @@ func (w *Webhook) renew(ctx context.Context) {
 			}
 		}
 	}
-}
-
-// Addr is the address the webhook listens on, nil before Start has opened it.
-func (w *Webhook) Addr() net.Addr {
-	a, _ := w.addr.Load().(net.Addr)
-	return a
 }
 
 // detectNativeSidecars asks the API server's version: native sidecars are on by default
