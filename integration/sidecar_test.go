@@ -318,16 +318,16 @@ func TestSidecarMode(t *testing.T) {
 	t.Run("the policy reaches the sidecars' namespaces", func(t *testing.T) {
 		for _, ns := range []string{"shop", "istio-system", "envoy-gateway-system"} {
 			eventually(t, "policy ConfigMap in "+ns, 30*time.Second, func() bool {
-				cm, err := c.kc.CoreV1().ConfigMaps(ns).Get(ctx, "wafplane-policy", metav1.GetOptions{})
+				cm, err := c.kc.CoreV1().ConfigMaps(ns).Get(ctx, "wafplane-sidecar-policy", metav1.GetOptions{})
 				return err == nil && strings.Contains(cm.Data["policy.yaml"], "203.0.113.7")
 			})
 		}
-		if _, err := c.kc.CoreV1().ConfigMaps("apps").Get(ctx, "wafplane-policy", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		if _, err := c.kc.CoreV1().ConfigMaps("apps").Get(ctx, "wafplane-sidecar-policy", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			t.Errorf("a namespace without gateway pods got the policy: %v", err)
 		}
 		must(t, os.WriteFile(policy, []byte("blocked_ips:\n- value: 198.51.100.9\n"), 0o644))
 		eventually(t, "the changed policy in the ConfigMap", 30*time.Second, func() bool {
-			cm, err := c.kc.CoreV1().ConfigMaps("shop").Get(ctx, "wafplane-policy", metav1.GetOptions{})
+			cm, err := c.kc.CoreV1().ConfigMaps("shop").Get(ctx, "wafplane-sidecar-policy", metav1.GetOptions{})
 			return err == nil && strings.Contains(cm.Data["policy.yaml"], "198.51.100.9")
 		})
 	})
@@ -442,7 +442,7 @@ func TestSidecarMode(t *testing.T) {
 			return apierrors.IsNotFound(err)
 		})
 		eventually(t, "the sidecars' policy ConfigMaps deleted", 30*time.Second, func() bool {
-			_, err := c.kc.CoreV1().ConfigMaps("shop").Get(ctx, "wafplane-policy", metav1.GetOptions{})
+			_, err := c.kc.CoreV1().ConfigMaps("shop").Get(ctx, "wafplane-sidecar-policy", metav1.GetOptions{})
 			return apierrors.IsNotFound(err)
 		})
 		if w.injections(t).Gateways[0].Mode != "external" {

@@ -17,8 +17,10 @@ const (
 	SidecarContainerName = "wafplane-processor"
 	// AnnotationSidecar marks an injected pod with the gateway its processor serves.
 	AnnotationSidecar = "wafplane.dev/sidecar"
-	// PolicyConfigMap holds serve's policy file in each namespace with sidecars.
-	PolicyConfigMap = "wafplane-policy"
+	// PolicyConfigMap holds serve's policy file in each namespace with sidecars; it
+	// carries LabelSidecarPolicy, which no other ConfigMap wafplane writes has.
+	PolicyConfigMap    = "wafplane-sidecar-policy"
+	LabelSidecarPolicy = "wafplane.dev/sidecar-policy"
 	policyKey       = "policy.yaml"
 	policyDir       = "/etc/wafplane/policy"
 	socketDir       = "/var/run/wafplane"

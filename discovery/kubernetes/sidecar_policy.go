@@ -61,7 +61,7 @@ func (in *Injector) watchPolicyFile(ctx context.Context, poke func()) {
 func (w *writer) reconcilePolicy(ctx context.Context, o objects, inj *injection) error {
 	current := map[string]*corev1.ConfigMap{}
 	for _, cm := range o.configMaps {
-		if cm.Name == PolicyConfigMap && cm.Labels[LabelManagedBy] == managedBy {
+		if cm.Name == PolicyConfigMap && cm.Labels[LabelSidecarPolicy] == "true" {
 			current[cm.Namespace] = cm
 		}
 	}
@@ -86,9 +86,14 @@ func (w *writer) reconcilePolicy(ctx context.Context, o objects, inj *injection)
 		switch {
 		case cur == nil:
 			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: PolicyConfigMap, Namespace: ns,
-				Labels: map[string]string{LabelManagedBy: managedBy}}, Data: map[string]string{policyKey: string(want)}}
+				Labels: map[string]string{LabelManagedBy: managedBy, LabelSidecarPolicy: "true"}}, Data: map[string]string{policyKey: string(want)}}
 			_, err := api.Create(ctx, cm, metav1.CreateOptions{FieldManager: managedBy})
-			if err != nil && !apierrors.IsAlreadyExists(err) {
+			switch {
+			case apierrors.IsAlreadyExists(err):
+				// Not in the cache yet, or another's: the label tells on the next pass.
+				errs = append(errs, fmt.Errorf("ConfigMap %s/%s exists without the label %s=true: left alone; the sidecars there get no policy until it is removed",
+					ns, PolicyConfigMap, LabelSidecarPolicy))
+			case err != nil:
 				errs = append(errs, fmt.Errorf("create ConfigMap %s/%s: %w", ns, PolicyConfigMap, err))
 			}
 		case !bytes.Equal([]byte(cur.Data[policyKey]), want):

@@ -15,8 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/tools/cache"
-
-	"github.com/wafplane/wafplane/discovery"
 )
 
 // watchConfiguration follows the webhook configuration: which CAs the API server trusts
@@ -96,9 +94,8 @@ func (w *Webhook) configuration(t *sidecarTargets, bundle []byte) *admregv1.Muta
 			&metav1.LabelSelector{MatchLabels: st.selector}, ns))
 	}
 	return &admregv1.MutatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: w.Injector.WebhookConfig, Labels: map[string]string{LabelManagedBy: managedBy},
-			Annotations: map[string]string{discovery.AnnotationGateway: "sidecar mode: pods of protected gateways"}},
-		Webhooks: hooks,
+		ObjectMeta: metav1.ObjectMeta{Name: w.Injector.WebhookConfig, Labels: map[string]string{LabelManagedBy: managedBy}},
+		Webhooks:   hooks,
 	}
 }
 
@@ -128,7 +125,7 @@ func (w *writer) reconcileWebhook(ctx context.Context, inj *injection) error {
 		if err == nil {
 			w.log.Info("injector: sidecar webhook configuration deleted (external mode)", "name", cur.Name)
 		}
-		return client(err)
+		return webhookConfigErr(err)
 	}
 	bundle, err := in.Webhook.bundle()
 	if err != nil {
@@ -140,7 +137,7 @@ func (w *writer) reconcileWebhook(ctx context.Context, inj *injection) error {
 		if err == nil {
 			w.log.Info("injector: sidecar webhook configuration created", "name", want.Name, "webhooks", len(want.Webhooks))
 		}
-		return client(err)
+		return webhookConfigErr(err)
 	}
 	if webhooksEqual(cur.Webhooks, want.Webhooks) && cur.Labels[LabelManagedBy] == managedBy {
 		return nil
@@ -148,9 +145,8 @@ func (w *writer) reconcileWebhook(ctx context.Context, inj *injection) error {
 	upd := cur.DeepCopy()
 	upd.Webhooks = want.Webhooks
 	upd.Labels = mergeStrings(cur.Labels, want.Labels)
-	upd.Annotations = mergeStrings(cur.Annotations, want.Annotations)
 	if _, err := api.Update(ctx, upd, metav1.UpdateOptions{FieldManager: managedBy}); err != nil {
-		return client(err)
+		return webhookConfigErr(err)
 	}
 	w.log.Info("injector: sidecar webhook configuration updated", "name", want.Name, "webhooks", len(want.Webhooks))
 	return nil
@@ -174,7 +170,7 @@ func webhooksEqual(cur, want []admregv1.MutatingWebhook) bool {
 	return true
 }
 
-func client(err error) error {
+func webhookConfigErr(err error) error {
 	if err == nil || apierrors.IsNotFound(err) {
 		return nil
 	}
