@@ -44,10 +44,13 @@ function renderGateways(snap, inj, sourceKind) {
   }
   for (const g of inj?.gateways ?? []) {
     const name = `${g.namespace}/${g.name}`;
-    rows.push(el("tr", { class: g.lastError ? "bad" : "", "data-gateway": name },
-      el("td", {}, name), el("td", {}, `injected (${g.proxy})`), el("td", {}, g.protection?.mode || "block"),
+    // A pod without its sidecar runs uninspected (or failing): as loud as an error.
+    const missing = g.sidecarMissing ? `${g.sidecarMissing} pod(s) without the processor sidecar: ${(g.sidecarMissingPods ?? []).join(", ")}` : "";
+    const problem = [g.lastError, missing].filter(Boolean).join("; ");
+    rows.push(el("tr", { class: problem ? "bad" : "", "data-gateway": name },
+      el("td", {}, name), el("td", {}, `injected (${g.proxy}, ${g.mode || "external"})`), el("td", {}, g.protection?.mode || "block"),
       el("td", {}, ""), el("td", {}, ""), el("td", {}, when((g.objects ?? []).map((o) => o.at).sort().pop())),
-      el("td", { class: "bad" }, g.lastError ?? "")));
+      el("td", { class: "bad" }, problem)));
   }
   fill(tbody, rows, "no gateways");
   document.getElementById("source-error").textContent = snap?.sourceError ? `source: ${snap.sourceError.error}` : "";
