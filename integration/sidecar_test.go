@@ -19,6 +19,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	admregv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -180,6 +181,16 @@ func TestSidecarMode(t *testing.T) {
 		if len(names) != 3 {
 			t.Errorf("webhooks %v: want Istio Gateway API pods, Envoy Gateway pods and the native Istio selector", names)
 		}
+		// A hand edit is repaired: failurePolicy Fail would let a wafplane outage stop
+		// gateway pods from starting.
+		fail := admregv1.Fail
+		cfg.Webhooks[0].FailurePolicy = &fail
+		_, err = c.kc.AdmissionregistrationV1().MutatingWebhookConfigurations().Update(ctx, cfg, metav1.UpdateOptions{})
+		must(t, err)
+		eventually(t, "the webhook configuration repaired", 30*time.Second, func() bool {
+			cur, err := c.kc.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "wafplane-sidecar-injector", metav1.GetOptions{})
+			return err == nil && *cur.Webhooks[0].FailurePolicy == admregv1.Ignore
+		})
 	})
 
 	t.Run("gateway pods get the processor", func(t *testing.T) {
