@@ -8,7 +8,6 @@ import (
 	"os"
 	"time"
 
-
 	"github.com/wafplane/wafplane/discovery/kubernetes"
 	"github.com/wafplane/wafplane/xds/pki"
 )

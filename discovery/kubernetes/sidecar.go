@@ -21,9 +21,9 @@ const (
 	// carries LabelSidecarPolicy, which no other ConfigMap wafplane writes has.
 	PolicyConfigMap    = "wafplane-sidecar-policy"
 	LabelSidecarPolicy = "wafplane.dev/sidecar-policy"
-	policyKey       = "policy.yaml"
-	policyDir       = "/etc/wafplane/policy"
-	socketDir       = "/var/run/wafplane"
+	policyKey          = "policy.yaml"
+	policyDir          = "/etc/wafplane/policy"
+	socketDir          = "/var/run/wafplane"
 	// SidecarSocket is where Envoy Gateway's Envoys reach the processor of their pod.
 	SidecarSocket = socketDir + "/ext_proc.sock"
 	// envoyGatewayContainer is the Envoy container of Envoy Gateway's pods.
