@@ -127,3 +127,35 @@ func TestServeRejectsBadSettings(t *testing.T) {
 		}
 	}
 }
+
+// Sidecar mode's settings are refused, each naming its flag, before wafplane talks to the
+// cluster.
+func TestServeRejectsBadSidecarSettings(t *testing.T) {
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := "--source kubernetes --kubeconfig " + kubeconfig + " --xds-address 127.0.0.1:0 --inject --inject-mode sidecar "
+	for args, want := range map[string]string{
+		"--source kubernetes --kubeconfig " + kubeconfig + " --xds-address 127.0.0.1:0 --inject-mode sidecar": "--inject-mode=sidecar: needs --inject",
+		base + "--inject-mode inline":                              `--inject-mode "inline"`,
+		base + "--inject-sidecar-port 0":                           "--inject-sidecar-port 0",
+		base + "--inject-sidecar-health-port 8080":                 "healthPort 8080",
+		base + "--inject-sidecar-body-parsing-size-limit lots":     "--inject-sidecar-body-parsing-size-limit",
+		base + "--inject-sidecar-body-parsing-size-limit -2":       "bodyParsingSizeLimit -2",
+		base + "--inject-sidecar-memory-limit 1GB":                 "resources.limits.memory",
+		base + "--inject-sidecar-image=":                           "--inject-sidecar-image",
+		base + "--webhook-cert-dir /x --webhook-url http://x/hook": "--webhook-url",
+	} {
+		_, err := runCommand(t, append([]string{"serve"}, strings.Fields(args)...)...)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("serve %s: got %v, want %q", args, err, want)
+		}
+	}
+}

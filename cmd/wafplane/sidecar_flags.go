@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -59,6 +60,9 @@ func (s *sidecarFlags) settings() (kubernetes.SidecarSettings, error) {
 		}
 	}
 	out := kubernetes.SidecarSettings{Image: s.image + ":" + tag, Port: int32(s.port), HealthPort: int32(s.healthPort)}
+	if s.image == "" || strings.ContainsAny(s.image+tag, " \t\n") || strings.Contains(tag, ":") {
+		return out, fmt.Errorf("--inject-sidecar-image %q, --inject-sidecar-image-tag %q: want a repository and a tag", s.image, tag)
+	}
 	if s.port < 1 || s.port > 65535 || s.healthPort < 1 || s.healthPort > 65535 {
 		return out, fmt.Errorf("--inject-sidecar-port %d / --inject-sidecar-health-port %d: want 1-65535", s.port, s.healthPort)
 	}
