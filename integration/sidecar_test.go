@@ -203,7 +203,7 @@ func TestSidecarMode(t *testing.T) {
 		if pc.Image != "registry.test/wafplane:t1" || pc.RestartPolicy == nil || *pc.RestartPolicy != corev1.ContainerRestartPolicyAlways {
 			t.Errorf("processor %s restartPolicy %v", pc.Image, pc.RestartPolicy)
 		}
-		for _, want := range []string{"--port 9090", "--health-port 9091", "--body-limit 4096", "--host 127.0.0.1", "--tls=false"} {
+		for _, want := range []string{"--port 9090", "--health-port 9091", "--body-limit 4096", "--host 127.0.0.1", "--tls=false", "--admin-address 127.0.0.1:19190"} {
 			if !strings.Contains(strings.Join(pc.Args, " "), want) {
 				t.Errorf("args %v: want %s", pc.Args, want)
 			}
@@ -240,7 +240,8 @@ func TestSidecarMode(t *testing.T) {
 		must(t, err)
 		dir := t.TempDir()
 		sock := filepath.Join(dir, "ext_proc.sock")
-		health := kubetest.FreePorts(t, 1)[0]
+		ports := kubetest.FreePorts(t, 2)
+		health, admin := ports[0], ports[1]
 		var args []string
 		for _, a := range processorOf(t, p).Args {
 			switch a {
@@ -250,11 +251,12 @@ func TestSidecarMode(t *testing.T) {
 				a = sock
 			case "9091":
 				a = health
+			case "127.0.0.1:19190":
+				a = "127.0.0.1:" + admin
 			}
 			args = append(args, a)
 		}
-		admin := kubetest.FreePorts(t, 1)[0]
-		cmd := exec.Command(binary, append(args, "--admin-address", "127.0.0.1:"+admin)...)
+		cmd := exec.Command(binary, args...)
 		out := &lockedBuffer{}
 		cmd.Stdout, cmd.Stderr = out, out
 		must(t, cmd.Start())

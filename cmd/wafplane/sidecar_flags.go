@@ -25,7 +25,7 @@ type sidecarFlags struct {
 	webhookServicePort            int
 	webhookCertValidity           time.Duration
 	image, imageTag               string
-	port, healthPort              int
+	port, healthPort, adminPort   int
 	bodyLimit                     string
 	cpuRequest, memRequest        string
 	cpuLimit, memLimit            string
@@ -43,6 +43,7 @@ func (s *sidecarFlags) register(env *envFlags) {
 	env.String(&s.imageTag, "inject-sidecar-image-tag", "", "its tag (sidecar.imageTag; default this wafplane's version)")
 	env.Int(&s.port, "inject-sidecar-port", 8080, "ext_proc port of the injected processor, on 127.0.0.1 (sidecar.port)")
 	env.Int(&s.healthPort, "inject-sidecar-health-port", 8081, "health port of the injected processor, probed by the kubelet (sidecar.healthPort)")
+	env.Int(&s.adminPort, "inject-sidecar-admin-port", 19190, "the injected processor's admin endpoint (/events, /metrics, /rules) on 127.0.0.1 in the pod, for kubectl port-forward (0 disables)")
 	env.String(&s.bodyLimit, "inject-sidecar-body-parsing-size-limit", "", "request body bytes the injected processor inspects; 0 and -1 turn body inspection off (sidecar.bodyParsingSizeLimit; default the processor's)")
 	env.String(&s.cpuRequest, "inject-sidecar-cpu-request", "", "CPU request of the injected processor (sidecar.resources.requests.cpu)")
 	env.String(&s.memRequest, "inject-sidecar-memory-request", "", "memory request (sidecar.resources.requests.memory)")
@@ -59,7 +60,7 @@ func (s *sidecarFlags) settings() (kubernetes.SidecarSettings, error) {
 			tag = "latest"
 		}
 	}
-	out := kubernetes.SidecarSettings{Image: s.image + ":" + tag, Port: int32(s.port), HealthPort: int32(s.healthPort)}
+	out := kubernetes.SidecarSettings{Image: s.image + ":" + tag, Port: int32(s.port), HealthPort: int32(s.healthPort), AdminPort: int32(s.adminPort)}
 	if s.image == "" || strings.ContainsAny(s.image+tag, " \t\n") || strings.Contains(tag, ":") {
 		return out, fmt.Errorf("--inject-sidecar-image %q, --inject-sidecar-image-tag %q: want a repository and a tag", s.image, tag)
 	}

@@ -44,6 +44,9 @@ type SidecarSettings struct {
 	Image      string // repository:tag
 	Port       int32  // ext_proc gRPC, on 127.0.0.1
 	HealthPort int32
+	// AdminPort serves the processor's /events, /metrics and /rules on 127.0.0.1 in the
+	// pod (kubectl port-forward reaches it); 0 disables.
+	AdminPort int32
 	// BodyLimit is bodyParsingSizeLimit: bytes of body inspected; 0 and -1 turn body
 	// inspection off; nil keeps the processor's default.
 	BodyLimit *int
@@ -62,6 +65,8 @@ func (s SidecarSettings) Validate() error {
 		return fmt.Errorf("sidecar port %d: want 1-65535", s.Port)
 	case s.HealthPort < 1 || s.HealthPort > 65535 || s.HealthPort == s.Port:
 		return fmt.Errorf("sidecar healthPort %d: want 1-65535, not the gRPC port", s.HealthPort)
+	case s.AdminPort < 0 || s.AdminPort > 65535 || s.AdminPort != 0 && (s.AdminPort == s.Port || s.AdminPort == s.HealthPort):
+		return fmt.Errorf("sidecar admin port %d: want 1-65535 (0: none), not the gRPC or health port", s.AdminPort)
 	case s.BodyLimit != nil && *s.BodyLimit < -1:
 		return fmt.Errorf("sidecar bodyParsingSizeLimit %d: want bytes, 0 (no body processing) or -1 (no body parsing)", *s.BodyLimit)
 	}
@@ -184,6 +189,9 @@ func sidecarContainer(proxy, gateway string, s SidecarSettings) corev1.Container
 	}
 	if s.BodyLimit != nil {
 		args = append(args, "--body-limit", strconv.Itoa(max(*s.BodyLimit, 0)))
+	}
+	if s.AdminPort != 0 {
+		args = append(args, "--admin-address", "127.0.0.1:"+strconv.Itoa(int(s.AdminPort)))
 	}
 	probe := func(period, failures int32) *corev1.Probe {
 		return &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/", Port: intstr.FromInt32(s.HealthPort)}},
