@@ -79,7 +79,7 @@ func processorOf(t *testing.T, p *corev1.Pod) *corev1.Container {
 func webhookCalls(t *testing.T, w *wafplaneProc) int {
 	t.Helper()
 	n := 0
-	for _, result := range []string{"injected", "present", "skipped", "error"} {
+	for _, result := range []string{"injected", "present", "skipped", "conflict", "error"} {
 		v, _ := strconv.Atoi(w.metric(t, `wafplane_webhook_admissions_total{result="`+result+`"}`))
 		n += v
 	}

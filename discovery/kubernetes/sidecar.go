@@ -101,6 +101,29 @@ func ParseResources(cpuRequest, memRequest, cpuLimit, memLimit string) (corev1.R
 	return r, nil
 }
 
+// portConflict names a container of the pod that declares a port the processor would
+// listen on in the pod's network namespace ("" when none): injecting would make one of the
+// two fail to bind — Istio's classic ingress gateway listens on 8080, Datadog's default.
+func portConflict(pod *corev1.Pod, proxy string, s SidecarSettings) string {
+	mine := map[int32]string{s.HealthPort: "healthPort"}
+	if proxy != discovery.ProxyEnvoyGateway { // there the processor serves a Unix socket
+		mine[s.Port] = "port"
+	}
+	if s.AdminPort != 0 {
+		mine[s.AdminPort] = "admin port"
+	}
+	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for _, c := range cs {
+			for _, p := range c.Ports {
+				if which, ok := mine[p.ContainerPort]; ok {
+					return fmt.Sprintf("container %s declares port %d, the processor's %s", c.Name, p.ContainerPort, which)
+				}
+			}
+		}
+	}
+	return ""
+}
+
 // patchOp is one JSON Patch (RFC 6902) operation, as admission responses carry them.
 type patchOp struct {
 	Op    string `json:"op"`

@@ -241,6 +241,12 @@ func TestWebhookHandler(t *testing.T) {
 			t.Errorf("%s: patched %s", name, resp.Patch)
 		}
 	}
+	// Istio's classic ingress gateway listens on 8080: not injected, and said so.
+	classic := gatewayPod(edge, nil, "istio-proxy")
+	classic.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 8080}}
+	if _, resp := review(t, w, classic); resp.Patch != nil || len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "port 8080") {
+		t.Errorf("a pod declaring the processor's port: patch %s warnings %v", resp.Patch, resp.Warnings)
+	}
 	rec := httptest.NewRecorder()
 	w.serveInject(rec, httptest.NewRequest(http.MethodPost, WebhookPath, strings.NewReader(`{"request":`)))
 	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "AdmissionReview") {

@@ -81,7 +81,7 @@ type webhookMetrics struct {
 func newWebhookMetrics() webhookMetrics {
 	return webhookMetrics{
 		admissions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wafplane_webhook_admissions_total",
-			Help: "Pod admissions the sidecar webhook answered, by result: injected, present (already had the processor), skipped (not a protected gateway pod), error."}, []string{"result"}),
+			Help: "Pod admissions the sidecar webhook answered, by result: injected, present (already had the processor), skipped (not a protected gateway pod), conflict (the pod declares one of the processor's ports), error."}, []string{"result"}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "wafplane_webhook_duration_seconds",
 			Help: "Time the sidecar webhook took to answer, from request read to response written.", Buckets: []float64{.0005, .001, .002, .003, .005, .0075, .01, .015, .02, .03, .05, .1, .25, .5, 1, 2.5}}),
 		issued: prometheus.NewCounter(prometheus.CounterOpts{Name: "wafplane_webhook_certificates_issued_total",
@@ -220,6 +220,10 @@ func (w *Webhook) serveInject(rw http.ResponseWriter, r *http.Request) {
 		pt := admissionv1.PatchTypeJSONPatch
 		resp.Patch, resp.PatchType = patch, &pt
 		w.Log.Info("sidecar webhook: processor injected", "pod", req.Namespace+"/"+podName(req), "gateway", reason)
+	case result == "conflict":
+		// Said to whoever created the pod (kubectl prints admission warnings).
+		resp.Warnings = []string{"wafplane: " + reason}
+		fallthrough
 	case result == "error":
 		w.Log.Warn("sidecar webhook: pod admitted without the processor", "pod", req.Namespace+"/"+podName(req), "reason", reason)
 	default:
@@ -256,6 +260,9 @@ func (w *Webhook) admit(ctx context.Context, req *admissionv1.AdmissionRequest) 
 	}
 	s := w.Injector.Sidecar
 	s.Native = w.native.Load()
+	if c := portConflict(&pod, st.proxy, s); c != "" {
+		return "conflict", nil, "not injected: " + c + "; set injector.sidecar.port/healthPort (--inject-sidecar-*) to ports the gateway does not use"
+	}
 	return "injected", sidecarPatch(&pod, st.proxy, st.key, s), st.key
 }
 
