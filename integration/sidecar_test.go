@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +22,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	admissionv1 "k8s.io/api/admission/v1"
 	admregv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -307,6 +311,59 @@ func TestSidecarMode(t *testing.T) {
 		must(t, err)
 		if processorOf(t, p) == nil || len(p.Spec.InitContainers) != 0 || len(p.Spec.Containers) != 2 || p.Annotations["wafplane.dev/sidecar"] != "" {
 			t.Errorf("a pod with the processor was changed: %+v", p.Spec)
+		}
+	})
+
+	t.Run("re-invocation after another webhook changes the pod", func(t *testing.T) {
+		// Another mutating webhook, called after wafplane's, labels gateway pods: the API
+		// server then calls wafplane's again (reinvocationPolicy IfNeeded), which must
+		// leave the pod with one processor.
+		labeler := httptest.NewTLSServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+			var review admissionv1.AdmissionReview
+			if err := json.NewDecoder(r.Body).Decode(&review); err != nil || review.Request == nil {
+				http.Error(rw, "bad review", http.StatusBadRequest)
+				return
+			}
+			pt := admissionv1.PatchTypeJSONPatch
+			review.Response = &admissionv1.AdmissionResponse{UID: review.Request.UID, Allowed: true, PatchType: &pt,
+				Patch: []byte(`[{"op":"add","path":"/metadata/labels/labeled","value":"yes"}]`)}
+			review.Request = nil
+			_ = json.NewEncoder(rw).Encode(&review)
+		}))
+		defer labeler.Close()
+		bundle := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: labeler.Certificate().Raw})
+		cfgs := c.kc.AdmissionregistrationV1().MutatingWebhookConfigurations()
+		_, err := cfgs.Create(ctx, &admregv1.MutatingWebhookConfiguration{
+			ObjectMeta: metav1.ObjectMeta{Name: "zz-labeler"}, // after wafplane's: configurations run in name order
+			Webhooks: []admregv1.MutatingWebhook{{
+				Name: "labeler.test.dev", ClientConfig: admregv1.WebhookClientConfig{URL: ptr(labeler.URL + "/"), CABundle: bundle},
+				Rules: []admregv1.RuleWithOperations{{Operations: []admregv1.OperationType{admregv1.Create},
+					Rule: admregv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}}},
+				ObjectSelector:          &metav1.LabelSelector{MatchLabels: map[string]string{"reinvoke": "yes"}},
+				SideEffects:             ptr(admregv1.SideEffectClassNone),
+				FailurePolicy:           ptr(admregv1.Fail),
+				AdmissionReviewVersions: []string{"v1"},
+			}},
+		}, metav1.CreateOptions{})
+		must(t, err)
+		defer func() { _ = cfgs.Delete(ctx, "zz-labeler", metav1.DeleteOptions{}) }()
+		labels := map[string]string{"gateway.networking.k8s.io/gateway-name": "edge", "reinvoke": "yes"}
+		eventually(t, "the API server calls the test's webhook", 30*time.Second, func() bool {
+			p, err := pods("shop").Create(ctx, testPod("shop", "probe", labels, "istio-proxy"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			return err == nil && p.Labels["labeled"] == "yes"
+		})
+		present := func() int {
+			n, _ := strconv.Atoi(w.metric(t, `wafplane_webhook_admissions_total{result="present"}`))
+			return n
+		}
+		before := present()
+		p, err := pods("shop").Create(ctx, testPod("shop", "edge-reinvoked", labels, "istio-proxy"), metav1.CreateOptions{})
+		must(t, err)
+		if processorOf(t, p) == nil || p.Labels["labeled"] != "yes" {
+			t.Fatalf("pod %+v: want the processor and the other webhook's label", p.ObjectMeta)
+		}
+		if present() == before {
+			t.Error("wafplane's webhook was not called again after the other webhook changed the pod")
 		}
 	})
 
