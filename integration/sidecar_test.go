@@ -31,6 +31,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/wafplane/wafplane/discovery/kubernetes/kubetest"
+	"github.com/wafplane/wafplane/xds/pki"
 )
 
 var backends = schema.GroupVersionResource{Group: "gateway.envoyproxy.io", Version: "v1alpha1", Resource: "backends"}
@@ -125,6 +126,7 @@ func backendRefOf(eep *unstructured.Unstructured) map[string]any {
 // the filters pointing at the local processor, the policy ConfigMaps, certificate
 // rotation under a burst of pod creations, a wafplane outage, and switching modes.
 func TestSidecarMode(t *testing.T) {
+	top := t // wafplanes started in subtests live as long as the whole test
 	env, kubeconfig := kubeEnv(t)
 	c := newInjectorCluster(t, env)
 	ctx := context.Background()
@@ -405,71 +407,11 @@ func TestSidecarMode(t *testing.T) {
 	t.Run("certificate rotation during a burst of pod creations", func(t *testing.T) {
 		issued := func() int { n, _ := strconv.Atoi(w.metric(t, "wafplane_webhook_certificates_issued_total")); return n }
 		before := issued()
-		stop := make(chan struct{})
-		var handshakes, handshakeErrs atomic.Int64
-		var firstErr atomic.Value
-		var probe sync.WaitGroup
-		probe.Add(1)
-		go func() { // new TLS connections, verified against the bundle the configuration holds now
-			defer probe.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-time.After(100 * time.Millisecond):
-				}
-				cfg, err := c.kc.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "wafplane-sidecar-injector", metav1.GetOptions{})
-				if err != nil || len(cfg.Webhooks) == 0 {
-					continue
-				}
-				pool := x509.NewCertPool()
-				pool.AppendCertsFromPEM(cfg.Webhooks[0].ClientConfig.CABundle)
-				conn, err := tls.Dial("tcp", "127.0.0.1:"+port, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
-				handshakes.Add(1)
-				if err != nil {
-					handshakeErrs.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
-					continue
-				}
-				conn.Close()
-			}
-		}()
-		var created []string
-		var mu sync.Mutex
-		var wg sync.WaitGroup
-		deadline := time.Now().Add(9 * time.Second)
-		var next atomic.Int64
-		for range 8 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for time.Now().Before(deadline) {
-					time.Sleep(100 * time.Millisecond) // a steady burst, ~70 pods a second, across the renewals
-					name := fmt.Sprintf("burst-%d", next.Add(1))
-					p, err := pods("shop").Create(ctx, testPod("shop", name, edgePod, "istio-proxy"), metav1.CreateOptions{})
-					if err != nil {
-						t.Errorf("create %s: %v", name, err)
-						return
-					}
-					if processorOf(t, p) == nil {
-						t.Errorf("pod %s admitted without the processor during the burst", name)
-					}
-					mu.Lock()
-					created = append(created, name)
-					mu.Unlock()
-				}
-			}()
-		}
-		wg.Wait()
-		close(stop)
-		probe.Wait()
+		r := burst(t, c, port, "burst", 9*time.Second, nil)
 		if n := issued() - before; n < 2 {
-			t.Errorf("%d certificates issued during %d pod creations over 9 s: want the 6 s certificate issued again at least twice", n, len(created))
+			t.Errorf("%d certificates issued during %d pod creations over 9 s: want the 6 s certificate issued again at least twice", n, r.created)
 		}
-		if handshakes.Load() == 0 || handshakeErrs.Load() > 0 {
-			t.Errorf("%d of %d new TLS connections failed against the configuration's CA bundle: %v", handshakeErrs.Load(), handshakes.Load(), firstErr.Load())
-		}
-		t.Logf("%d pods created and injected, %d certificates issued, %d handshakes checked", len(created), issued()-before, handshakes.Load())
+		t.Logf("%d pods created and injected, %d certificates issued, %d handshakes checked", r.created, issued()-before, r.handshakes)
 	})
 
 	t.Run("wafplane down: pods start, SidecarMissing once it is back", func(t *testing.T) {
@@ -481,7 +423,7 @@ func TestSidecarMode(t *testing.T) {
 		if processorOf(t, p) != nil {
 			t.Fatal("injected while wafplane was down?")
 		}
-		w = runWafplane(t, kubeconfig, args...)
+		w = runWafplane(top, kubeconfig, args...)
 		msg := c.waitEvent(t, "shop", "edge", "SidecarMissing")
 		if !strings.Contains(msg, "shop/edge-while-down") || !strings.Contains(msg, "fail-open") {
 			t.Errorf("SidecarMissing: %q", msg)
@@ -498,7 +440,7 @@ func TestSidecarMode(t *testing.T) {
 
 	t.Run("mode switch rewrites the filters", func(t *testing.T) {
 		w.stop(t)
-		w = runWafplane(t, kubeconfig, injectArgs...) // external, the binary's default
+		w = runWafplane(top, kubeconfig, injectArgs...) // external, the binary's default
 		c.waitFor(t, envoyFilters, "shop", "wafplane-edge", func(u *unstructured.Unstructured) bool {
 			return clusterAddress(u) == "wafplane.wafplane-system.svc:18080"
 		})
@@ -520,10 +462,133 @@ func TestSidecarMode(t *testing.T) {
 		}
 
 		w.stop(t)
-		w = runWafplane(t, kubeconfig, args...)
+		w = runWafplane(top, kubeconfig, args...)
 		c.waitFor(t, envoyFilters, "shop", "wafplane-edge", func(u *unstructured.Unstructured) bool { return clusterAddress(u) == "127.0.0.1:9090" })
 		c.waitFor(t, extensionPols, "shop", "wafplane-api", func(u *unstructured.Unstructured) bool { return backendRefOf(u)["kind"] == "Backend" })
 		c.waitGone(t, referenceGrant, "wafplane-system", "wafplane-shop-api")
 		injecting(t)
 	})
+
+	t.Run("CA rotation during a burst of pod creations", func(t *testing.T) {
+		// wafplane with certificates as shipped (90 days), reading the CA Secret every
+		// second. The test makes the CA due for rotation — the current one's successor is
+		// a CA with half a year left, the current one still in the bundle, as a rotation by
+		// another replica would leave it — and wafplane rotates it in the middle of a burst.
+		w.stop(t)
+		long := slices.Clone(args)
+		long[slices.Index(long, "6s")] = "2160h"
+		started := time.Now()
+		w = runWafplane(top, kubeconfig, append(long, "--ca-check-interval", "1s")...)
+		// The previous one gave its Lease up on SIGTERM: this one leads at once.
+		eventually(t, "the new wafplane leads", 5*time.Second, func() bool { return strings.Contains(w.log.String(), "leading: writing") })
+		t.Logf("leading %v after the start", time.Since(started))
+		injecting(t)
+		secrets := c.kc.CoreV1().Secrets("wafplane-system")
+		sec, err := secrets.Get(ctx, "wafplane-ca", metav1.GetOptions{})
+		must(t, err)
+		old, err := pki.Parse(sec.Data["ca.crt"], sec.Data["ca.key"])
+		must(t, err)
+		due, err := pki.New(time.Now().Add(-pki.CAValidity + 180*24*time.Hour))
+		must(t, err)
+		due.Bundle = append(due.Bundle, old.Bundle...)
+		key, err := due.KeyPEM()
+		must(t, err)
+		sec.Data = map[string][]byte{"ca.crt": due.BundlePEM(), "ca.key": key}
+		r := burst(t, c, port, "rotation", 20*time.Second, func() {
+			_, err := secrets.Update(ctx, sec, metav1.UpdateOptions{})
+			must(t, err)
+		})
+		sec, err = secrets.Get(ctx, "wafplane-ca", metav1.GetOptions{})
+		must(t, err)
+		rotated, err := pki.Parse(sec.Data["ca.crt"], sec.Data["ca.key"])
+		must(t, err)
+		if rotated.Fingerprint() == due.Fingerprint() || rotated.Fingerprint() == old.Fingerprint() {
+			t.Fatal("the CA was not rotated")
+		}
+		// Within the burst: the rotation a second in, the configuration updated at once
+		// (the Secret's change wakes the leader), the switch 10 s after that.
+		conn, err := tls.Dial("tcp", "127.0.0.1:"+port, &tls.Config{ServerName: "127.0.0.1", RootCAs: pool(rotated.Cert)})
+		if err != nil {
+			t.Fatalf("after the burst the webhook still serves a certificate of the old CA: %v", err)
+		}
+		conn.Close()
+		t.Logf("%d pods created and injected across the CA rotation, %d handshakes checked", r.created, r.handshakes)
+	})
+}
+
+func pool(certs ...*x509.Certificate) *x509.CertPool {
+	p := x509.NewCertPool()
+	for _, c := range certs {
+		p.AddCert(c)
+	}
+	return p
+}
+
+type burstResult struct{ created, handshakes int }
+
+// burst creates Istio gateway pods of shop/edge from 8 clients for d, each checked for
+// the processor, while new TLS connections to the webhook are verified against the CA
+// bundle the webhook configuration holds at that moment; during runs once, a second in.
+func burst(t *testing.T, c *injectorCluster, port, prefix string, d time.Duration, during func()) burstResult {
+	t.Helper()
+	ctx := context.Background()
+	stop := make(chan struct{})
+	var handshakes, handshakeErrs atomic.Int64
+	var firstErr atomic.Value
+	var probe sync.WaitGroup
+	probe.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			cfg, err := c.kc.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "wafplane-sidecar-injector", metav1.GetOptions{})
+			if err != nil || len(cfg.Webhooks) == 0 {
+				continue
+			}
+			roots := x509.NewCertPool()
+			roots.AppendCertsFromPEM(cfg.Webhooks[0].ClientConfig.CABundle)
+			conn, err := tls.Dial("tcp", "127.0.0.1:"+port, &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"})
+			handshakes.Add(1)
+			if err != nil {
+				handshakeErrs.Add(1)
+				firstErr.CompareAndSwap(nil, err.Error())
+				continue
+			}
+			conn.Close()
+		}
+	})
+	var created atomic.Int64
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(d)
+	var next atomic.Int64
+	for range 8 {
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				time.Sleep(100 * time.Millisecond) // a steady burst, ~70 pods a second
+				name := fmt.Sprintf("%s-%d", prefix, next.Add(1))
+				p, err := c.kc.CoreV1().Pods("shop").Create(ctx, testPod("shop", name, map[string]string{"gateway.networking.k8s.io/gateway-name": "edge"}, "istio-proxy"), metav1.CreateOptions{})
+				if err != nil {
+					t.Errorf("create %s: %v", name, err)
+					return
+				}
+				if processorOf(t, p) == nil {
+					t.Errorf("pod %s admitted without the processor during the burst", name)
+				}
+				created.Add(1)
+			}
+		})
+	}
+	if during != nil {
+		time.Sleep(time.Second)
+		during()
+	}
+	wg.Wait()
+	close(stop)
+	probe.Wait()
+	if handshakes.Load() == 0 || handshakeErrs.Load() > 0 {
+		t.Errorf("%d of %d new TLS connections failed against the configuration's CA bundle: %v", handshakeErrs.Load(), handshakes.Load(), firstErr.Load())
+	}
+	return burstResult{int(created.Load()), int(handshakes.Load())}
 }

@@ -38,6 +38,7 @@ type serveFlags struct {
 	xdsTLSSet        bool // --xds-tls given; else it is on unless the address is loopback
 	xdsCADir         string
 	xdsCASecret      string
+	caCheckInterval  time.Duration
 	xdsServerNames   []string
 	processorMTLS    bool
 	injectTLSSet     bool // --inject-processor-tls given; else it follows --tls
@@ -60,6 +61,7 @@ func newServeCommand(logs *logOptions) *cobra.Command {
 	env.Bool(&f.xdsTLS, "xds-tls", true, "mTLS on xDS: Envoys present a client certificate of wafplane's CA naming their gateway (default on, except on a loopback address); false serves every gateway's configuration and keys to anyone who connects: labs only")
 	env.String(&f.xdsCADir, "xds-ca-dir", defaultCADir(), "--source=file: directory of the xDS CA, made on the first start (`wafplane bootstrap --cert-dir` issues client certificates from it)")
 	env.String(&f.xdsCASecret, "xds-ca-secret", "wafplane-ca", "--source=kubernetes: Secret in --namespace holding the xDS CA, made on the first start and rotated before it expires")
+	env.Duration(&f.caCheckInterval, "ca-check-interval", 10*time.Minute, "--source=kubernetes: how often the CA Secret is read again (a rotation another replica made, or one that is due)")
 	env.Bool(&f.processorMTLS, "processor-mtls", false, "ext_proc requires the client certificate of a gateway's Envoy (issued by the xDS CA, via its bootstrap): nobody else may use the processor; Envoys that wafplane does not bootstrap (Istio, Envoy Gateway) then cannot use this processor")
 	env.StringSlice(&f.xdsServerNames, "xds-server-names", nil, "names and addresses Envoys dial for xDS, written into its certificate (default: in Kubernetes the Service's names; else localhost, 127.0.0.1, this host's name and the listen address)")
 	env.String(&f.processorAddress, "processor-address", "", "host:port Envoys dial to reach the processor (default 127.0.0.1:<port>)")

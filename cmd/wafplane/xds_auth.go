@@ -40,7 +40,10 @@ func (f *serveFlags) kubeCA(ctx context.Context, log *slog.Logger) (*kubernetes.
 		return nil, fmt.Errorf("--xds-ca-secret: %w", err)
 	}
 	f.caStore = store
-	f.caRun = func(ctx context.Context) error { return store.Run(ctx, 10*time.Minute) }
+	if f.caCheckInterval <= 0 {
+		return nil, fmt.Errorf("--ca-check-interval %v: want a positive duration", f.caCheckInterval)
+	}
+	f.caRun = func(ctx context.Context) error { return store.Run(ctx, f.caCheckInterval) }
 	return store, nil
 }
 

@@ -1,6 +1,7 @@
 package kubernetes
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -158,7 +159,7 @@ func (w *Webhook) Start(ctx context.Context) error {
 // renew asks for the certificate now and then, so that it is issued again before it
 // expires even while the API server keeps one connection open and makes no handshake.
 func (w *Webhook) renew(ctx context.Context) {
-	every := time.Minute
+	every := 2 * time.Second // get() is a cached pointer until renewal is due
 	if w.CertDir == "" {
 		every = min(every, max(w.CertValidity/10, 100*time.Millisecond))
 	}
@@ -171,6 +172,11 @@ func (w *Webhook) renew(ctx context.Context) {
 		case <-t.C:
 			if _, err := w.certs.get(); err != nil {
 				w.Log.Error("sidecar webhook: certificate", "error", err)
+			}
+			// A rotated CA (or a new ca.crt) goes into the configuration now, not at
+			// the next change of the cluster: until it is there, the old certificate stays.
+			if b, err := w.bundle(); err == nil && !w.trust.holds(b) {
+				w.Injector.wake()
 			}
 		}
 	}
@@ -283,8 +289,16 @@ func podName(req *admissionv1.AdmissionRequest) string {
 // trustRecord remembers when each CA first appeared in the webhook configuration's
 // caBundle, as this replica's informer saw it.
 type trustRecord struct {
-	mu    sync.Mutex
-	first map[string]time.Time // certFingerprint → first seen
+	mu     sync.Mutex
+	first  map[string]time.Time // certFingerprint → first seen
+	bundle []byte               // as last seen
+}
+
+// holds says whether the configuration was last seen with this bundle.
+func (t *trustRecord) holds(bundle []byte) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return bytes.Equal(t.bundle, bundle)
 }
 
 func (t *trustRecord) saw(bundle []byte, now time.Time) {
@@ -294,6 +308,7 @@ func (t *trustRecord) saw(bundle []byte, now time.Time) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.bundle = bytes.Clone(bundle)
 	if t.first == nil {
 		t.first = map[string]time.Time{}
 	}
