@@ -179,7 +179,7 @@ func TestSidecarMode(t *testing.T) {
 		var names []string
 		for _, h := range cfg.Webhooks {
 			names = append(names, h.Name)
-			if *h.FailurePolicy != "Ignore" || *h.SideEffects != "None" || *h.ReinvocationPolicy != "IfNeeded" ||
+			if *h.FailurePolicy != "Ignore" || *h.SideEffects != "None" || *h.ReinvocationPolicy != "IfNeeded" || *h.TimeoutSeconds != 5 ||
 				*h.ClientConfig.URL != "https://127.0.0.1:"+port+"/inject" || len(h.ClientConfig.CABundle) == 0 {
 				t.Errorf("webhook %s: %+v", h.Name, h)
 			}
@@ -187,6 +187,13 @@ func TestSidecarMode(t *testing.T) {
 		if len(names) != 3 {
 			t.Errorf("webhooks %v: want Istio Gateway API pods, Envoy Gateway pods and the native Istio selector", names)
 		}
+		// HTTP/1.1 only (README): a connection per concurrent admission.
+		conn, err := tls.Dial("tcp", "127.0.0.1:"+port, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2", "http/1.1"}})
+		must(t, err)
+		if p := conn.ConnectionState().NegotiatedProtocol; p == "h2" {
+			t.Errorf("the webhook negotiated %q", p)
+		}
+		conn.Close()
 		// A hand edit is repaired: failurePolicy Fail would let a wafplane outage stop
 		// gateway pods from starting.
 		fail := admregv1.Fail
@@ -301,6 +308,16 @@ func TestSidecarMode(t *testing.T) {
 		}
 		if after := webhookCalls(t, w); after != before {
 			t.Errorf("the API server called the webhook for an unrelated pod (%d → %d admissions): its objectSelector is too wide", before, after)
+		}
+		// A gateway pod labelled with Datadog's opt-out is not sent either.
+		p, err = pods("shop").Create(ctx, testPod("shop", "edge-optout", map[string]string{"gateway.networking.k8s.io/gateway-name": "edge",
+			"appsec.datadoghq.com/enabled": "false"}, "istio-proxy"), metav1.CreateOptions{})
+		must(t, err)
+		if processorOf(t, p) != nil {
+			t.Error("a pod labelled appsec.datadoghq.com/enabled=false got the processor")
+		}
+		if after := webhookCalls(t, w); after != before {
+			t.Errorf("the API server called the webhook for an opted-out pod (%d → %d admissions)", before, after)
 		}
 		p, err = pods("shop").Create(ctx, testPod("shop", "optout-1", map[string]string{"gateway.networking.k8s.io/gateway-name": "optout"}, "istio-proxy"), metav1.CreateOptions{})
 		must(t, err)

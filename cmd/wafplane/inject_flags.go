@@ -87,6 +87,7 @@ func (i *injectFlags) injector(k *kubeFlags, p *processorFlags, sc *sidecarFlags
 		Registerer:            reg,
 		Mode:                  sc.mode,
 		Sidecar:               sidecar,
+		WebhookConfig:         sc.webhookConfig,
 		Render: func(g discovery.ForeignGateway, targetRefs bool) ([]map[string]any, error) {
 			o := opts
 			o.IstioTargetRefs = targetRefs

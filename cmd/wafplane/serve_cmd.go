@@ -129,7 +129,7 @@ func (f *serveFlags) run(ctx context.Context, log *slog.Logger) error {
 	if err := opts.Validate(); err != nil {
 		return fmt.Errorf("--processor-address: %w", err)
 	}
-	ca, xdsHosts, _, err := f.xdsCA(ctx, log.With("component", "xds"))
+	ca, xdsHosts, err := f.xdsCA(ctx, log.With("component", "xds"))
 	if err != nil {
 		return err
 	}

@@ -86,7 +86,6 @@ func (s *sidecarFlags) settings() (kubernetes.SidecarSettings, error) {
 // comes from --webhook-cert-dir or the CA Secret shared with xDS.
 func (f *serveFlags) webhook(ctx context.Context, in *kubernetes.Injector, reg prometheus.Registerer, log *slog.Logger) (*kubernetes.Webhook, error) {
 	s := &f.sidecar
-	in.WebhookConfig = s.webhookConfig
 	if s.mode != kubernetes.ModeSidecar {
 		return nil, nil
 	}
@@ -117,5 +116,5 @@ func (f *serveFlags) webhook(ctx context.Context, in *kubernetes.Injector, reg p
 		}
 		w.CA = store.Current
 	}
-	return w, nil
+	return w, w.Prepare()
 }

@@ -49,8 +49,8 @@ func (f *serveFlags) kubeCA(ctx context.Context, log *slog.Logger) (*kubernetes.
 
 // xdsCA finds the CA of mTLS on xDS (a directory with --source=file, a Secret in
 // Kubernetes) and the names Envoys dial. It returns the current CA (nil when xDS is
-// plaintext), the names, and what keeps the CA fresh, if anything.
-func (f *serveFlags) xdsCA(ctx context.Context, log *slog.Logger) (func() *pki.CA, []string, func(context.Context) error, error) {
+// plaintext) and the names; in Kubernetes f.caRun keeps the CA fresh.
+func (f *serveFlags) xdsCA(ctx context.Context, log *slog.Logger) (func() *pki.CA, []string, error) {
 	if !f.xdsTLS {
 		if loopback(f.xdsAddress) {
 			log.Info("xDS is plaintext on loopback: only Envoys on this host can reach it", "address", f.xdsAddress)
@@ -58,18 +58,16 @@ func (f *serveFlags) xdsCA(ctx context.Context, log *slog.Logger) (func() *pki.C
 			log.Warn("xDS is plaintext and unauthenticated (--xds-tls=false): anyone who reaches it gets every gateway's configuration and TLS keys; use it in labs only",
 				"address", f.xdsAddress)
 		}
-		return nil, nil, nil, nil
+		return nil, nil, nil
 	}
 	hosts := f.xdsServerNames
 	var current func() *pki.CA
-	var run func(context.Context) error
 	if f.source == "kubernetes" {
 		store, err := f.kubeCA(ctx, log)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, err
 		}
 		current = store.Current
-		run = f.caRun
 		if len(hosts) == 0 {
 			svc := fmt.Sprintf("%s.%s", f.kube.service, f.kube.namespace)
 			hosts = []string{f.kube.service, svc, svc + ".svc", f.kube.serviceHost()}
@@ -77,7 +75,7 @@ func (f *serveFlags) xdsCA(ctx context.Context, log *slog.Logger) (func() *pki.C
 	} else {
 		ca, err := pki.LoadDir(f.xdsCADir, true, time.Now())
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("--xds-ca-dir: %w", err)
+			return nil, nil, fmt.Errorf("--xds-ca-dir: %w", err)
 		}
 		current = func() *pki.CA { return ca }
 		log.Info("xDS CA", "dir", f.xdsCADir, "ca", ca.Fingerprint(), "expires", ca.Cert.NotAfter)
@@ -94,5 +92,5 @@ func (f *serveFlags) xdsCA(ctx context.Context, log *slog.Logger) (func() *pki.C
 		}
 	}
 	log.Info("xDS requires client certificates naming the gateway", "server_names", hosts)
-	return current, hosts, run, nil
+	return current, hosts, nil
 }

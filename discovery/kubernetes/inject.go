@@ -63,6 +63,7 @@ type Injector struct {
 	ready    chan struct{} // closed once targets are first known
 	initOnce sync.Once
 	poke     atomic.Pointer[func()]
+	policy   atomic.Pointer[policyRead]
 
 	status   *injectionStatus
 	metrics  *injectorMetrics

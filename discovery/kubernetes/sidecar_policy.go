@@ -3,7 +3,6 @@ package kubernetes
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -21,21 +20,33 @@ const noPolicy = "# wafplane serve runs without --policy: no IP denylist, custom
 // policyPoll is how often the policy file is read for changes to pass on to sidecars.
 const policyPoll = 5 * time.Second
 
-// policyContent is what the sidecars' ConfigMap holds: the policy file as it is now.
+// policyRead is the policy file as last read.
+type policyRead struct {
+	data []byte
+	err  error
+}
+
+// policyContent is what the sidecars' ConfigMap holds: the policy file as last read.
 func (in *Injector) policyContent() ([]byte, error) {
 	if in.PolicyFile == "" {
 		return []byte(noPolicy), nil
 	}
-	return os.ReadFile(in.PolicyFile)
+	if r := in.policy.Load(); r != nil {
+		return r.data, r.err
+	}
+	return nil, fmt.Errorf("%s: not read yet", in.PolicyFile)
 }
 
-// watchPolicyFile wakes the loop when the policy file changes, so that the ConfigMaps,
-// and through them the sidecars, follow it.
+// readPolicyFile reads the policy file and says whether it changed.
+func (in *Injector) readPolicyFile() bool {
+	b, err := os.ReadFile(in.PolicyFile)
+	prev := in.policy.Swap(&policyRead{data: b, err: err})
+	return prev == nil || !bytes.Equal(prev.data, b) || (prev.err == nil) != (err == nil)
+}
+
+// watchPolicyFile reads the policy file every policyPoll and wakes the loop when it
+// changed, so that the ConfigMaps, and through them the sidecars, follow it.
 func (in *Injector) watchPolicyFile(ctx context.Context, poke func()) {
-	if in.PolicyFile == "" {
-		return
-	}
-	var last [sha256.Size]byte
 	t := time.NewTicker(policyPoll)
 	defer t.Stop()
 	for {
@@ -43,14 +54,9 @@ func (in *Injector) watchPolicyFile(ctx context.Context, poke func()) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		}
-		b, err := os.ReadFile(in.PolicyFile)
-		if err != nil {
-			continue
-		}
-		if sum := sha256.Sum256(b); sum != last {
-			last = sum
-			poke()
+			if in.readPolicyFile() {
+				poke()
+			}
 		}
 	}
 }

@@ -117,7 +117,10 @@ func (s *Source) Run(ctx context.Context, updates chan<- discovery.Update) error
 		if sidecar {
 			gatewayPods = s.gatewayPodInformers(kc, poke)
 			l.informers = append(l.informers, gatewayPods...)
-			go s.Inject.watchPolicyFile(ctx, poke)
+			if s.Inject.PolicyFile != "" {
+				s.Inject.readPolicyFile() // before the first reconcile
+				go s.Inject.watchPolicyFile(ctx, poke)
+			}
 		}
 	}
 	if err := w.start(ctx); err != nil {

@@ -20,8 +20,8 @@ import (
 	"golang.org/x/net/netutil"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/wafplane/wafplane/xds/pki"
 )
@@ -69,6 +69,7 @@ type Webhook struct {
 		get() (*tls.Certificate, error)
 	}
 	bundle  func() ([]byte, error)
+	config  cache.SharedIndexInformer // the webhook configuration, by name
 	trust   trustRecord
 	metrics webhookMetrics
 }
@@ -90,8 +91,10 @@ func newWebhookMetrics() webhookMetrics {
 	}
 }
 
-// Start serves the webhook until ctx ends.
-func (w *Webhook) Start(ctx context.Context) error {
+// Prepare checks the settings, registers the metrics, issues (or loads) the certificate
+// and builds the configuration's informer; it must return before Start runs and before the
+// Injector's writer reconciles (which reads the bundle and the informer).
+func (w *Webhook) Prepare() error {
 	if w.Injector == nil || w.Log == nil || w.Client == nil {
 		return errors.New("webhook: Injector, Client and Log are required")
 	}
@@ -115,9 +118,15 @@ func (w *Webhook) Start(ctx context.Context) error {
 	if _, err := w.certs.get(); err != nil {
 		return err
 	}
+	w.config = w.configurationInformer()
+	return nil
+}
+
+// Start serves the webhook until ctx ends; Prepare must have succeeded.
+func (w *Webhook) Start(ctx context.Context) error {
 	go w.renew(ctx)
 	w.detectNativeSidecars()
-	go w.watchConfiguration(ctx)
+	go w.config.Run(ctx.Done())
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+WebhookPath, w.serveInject)
@@ -212,7 +221,7 @@ func (w *Webhook) serveInject(rw http.ResponseWriter, r *http.Request) {
 	}
 	req := review.Request
 	resp := &admissionv1.AdmissionResponse{UID: req.UID, Allowed: true}
-	result, ops, reason := w.admit(r.Context(), req)
+	result, ops, reason, pod := w.admit(r.Context(), req)
 	var patch []byte
 	if len(ops) > 0 {
 		var err error
@@ -225,15 +234,15 @@ func (w *Webhook) serveInject(rw http.ResponseWriter, r *http.Request) {
 	case result == "injected":
 		pt := admissionv1.PatchTypeJSONPatch
 		resp.Patch, resp.PatchType = patch, &pt
-		w.Log.Info("sidecar webhook: processor injected", "pod", req.Namespace+"/"+podName(req), "gateway", reason)
+		w.Log.Info("sidecar webhook: processor injected", "pod", pod, "gateway", reason)
 	case result == "conflict":
 		// Said to whoever created the pod (kubectl prints admission warnings).
 		resp.Warnings = []string{"wafplane: " + reason}
 		fallthrough
 	case result == "error":
-		w.Log.Warn("sidecar webhook: pod admitted without the processor", "pod", req.Namespace+"/"+podName(req), "reason", reason)
+		w.Log.Warn("sidecar webhook: pod admitted without the processor", "pod", pod, "reason", reason)
 	default:
-		w.Log.Debug("sidecar webhook: pod left alone", "pod", req.Namespace+"/"+podName(req), "reason", reason)
+		w.Log.Debug("sidecar webhook: pod left alone", "pod", pod, "reason", reason)
 	}
 	review.Response, review.Request = resp, nil
 	review.APIVersion, review.Kind = "admission.k8s.io/v1", "AdmissionReview"
@@ -242,48 +251,38 @@ func (w *Webhook) serveInject(rw http.ResponseWriter, r *http.Request) {
 }
 
 // admit decides one request: the patch, and why (or which gateway).
-func (w *Webhook) admit(ctx context.Context, req *admissionv1.AdmissionRequest) (result string, ops []patchOp, reason string) {
+func (w *Webhook) admit(ctx context.Context, req *admissionv1.AdmissionRequest) (result string, ops []patchOp, reason, name string) {
+	name = req.Namespace + "/" + req.Name
 	if req.Kind.Kind != "Pod" || req.Operation != admissionv1.Create {
-		return "skipped", nil, "not a pod creation"
+		return "skipped", nil, "not a pod creation", name
 	}
 	var pod corev1.Pod
 	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
-		return "error", nil, "pod does not decode: " + err.Error()
+		return "error", nil, "pod does not decode: " + err.Error(), name
+	}
+	if req.Name == "" && pod.GenerateName != "" { // a Deployment's pod: named after admission
+		name += pod.GenerateName + "*"
 	}
 	if optedOut(&pod) {
-		return "skipped", nil, "pod opted out"
+		return "skipped", nil, "pod opted out", name
 	}
 	targets := w.Injector.waitTargets(ctx, targetsWait)
 	if targets == nil {
-		return "error", nil, "gateways not read yet (informers syncing)"
+		return "error", nil, "gateways not read yet (informers syncing)", name
 	}
 	st, ok := targets.match(req.Namespace, pod.Labels)
 	if !ok {
-		return "skipped", nil, "not a pod of a gateway protected in sidecar mode"
+		return "skipped", nil, "not a pod of a gateway protected in sidecar mode", name
 	}
 	if hasSidecar(&pod.Spec) {
-		return "present", nil, "already has " + SidecarContainerName
+		return "present", nil, "already has " + SidecarContainerName, name
 	}
 	s := w.Injector.Sidecar
 	s.Native = w.native.Load()
 	if c := portConflict(&pod, st.proxy, s); c != "" {
-		return "conflict", nil, "not injected: " + c + "; set injector.sidecar.port/healthPort (--inject-sidecar-*) to ports the gateway does not use"
+		return "conflict", nil, "not injected: " + c + "; set injector.sidecar.port/healthPort (--inject-sidecar-*) to ports the gateway does not use", name
 	}
-	return "injected", sidecarPatch(&pod, st.proxy, st.key, s), st.key
-}
-
-func podName(req *admissionv1.AdmissionRequest) string {
-	if req.Name != "" {
-		return req.Name
-	}
-	var m struct {
-		Metadata metav1.ObjectMeta `json:"metadata"`
-	}
-	_ = json.Unmarshal(req.Object.Raw, &m)
-	if m.Metadata.GenerateName != "" {
-		return m.Metadata.GenerateName + "*"
-	}
-	return m.Metadata.Name
+	return "injected", sidecarPatch(&pod, st.proxy, st.key, s), st.key, name
 }
 
 // trustRecord remembers when each CA first appeared in the webhook configuration's

@@ -17,12 +17,11 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
-// watchConfiguration follows the webhook configuration: which CAs the API server trusts
-// (for the certificate switch), and changes made by others, which the leader repairs.
-func (w *Webhook) watchConfiguration(ctx context.Context) {
-	name := w.Injector.WebhookConfig
+// configurationInformer follows the webhook configuration: which CAs the API server
+// trusts (for the certificate switch), and changes made by others, which the leader repairs.
+func (w *Webhook) configurationInformer() cache.SharedIndexInformer {
 	lw := cache.NewListWatchFromClient(w.Client.AdmissionregistrationV1().RESTClient(), "mutatingwebhookconfigurations",
-		"", fields.OneTermEqualSelector("metadata.name", name))
+		"", fields.OneTermEqualSelector("metadata.name", w.Injector.WebhookConfig))
 	inf := cache.NewSharedIndexInformer(lw, &admregv1.MutatingWebhookConfiguration{}, 0, cache.Indexers{})
 	seen := func(obj any) {
 		if c, ok := obj.(*admregv1.MutatingWebhookConfiguration); ok && len(c.Webhooks) > 0 {
@@ -33,7 +32,21 @@ func (w *Webhook) watchConfiguration(ctx context.Context) {
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: seen, UpdateFunc: func(_, cur any) { seen(cur) }, DeleteFunc: func(any) { w.Injector.wake() },
 	})
-	inf.Run(ctx.Done())
+	return inf
+}
+
+// current is the configuration as the informer has it (nil: none); ok is false until the
+// informer has synced.
+func (w *Webhook) current() (cur *admregv1.MutatingWebhookConfiguration, ok bool) {
+	if !w.config.HasSynced() {
+		return nil, false
+	}
+	obj, exists, err := w.config.GetStore().GetByKey(w.Injector.WebhookConfig)
+	if err != nil || !exists {
+		return nil, err == nil
+	}
+	cur, ok = obj.(*admregv1.MutatingWebhookConfiguration)
+	return cur, ok
 }
 
 // webhookName is the configuration's name for one kind of gateway pod.
@@ -106,26 +119,39 @@ func (w *writer) reconcileWebhook(ctx context.Context, inj *injection) error {
 	if in.WebhookConfig == "" {
 		return nil // no configuration named: none to keep or delete
 	}
-	api := w.kc.AdmissionregistrationV1().MutatingWebhookConfigurations()
-	cur, err := api.Get(ctx, in.WebhookConfig, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		cur, err = nil, nil
+	sidecar := in.Mode == ModeSidecar && in.Webhook != nil && inj.targets != nil
+	if !sidecar && w.webhookGone {
+		return nil // deleted or never made; nothing of wafplane's makes it in external mode
 	}
-	if err != nil {
-		return fmt.Errorf("webhook configuration %s: %w", in.WebhookConfig, err)
+	api := w.kc.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	var cur *admregv1.MutatingWebhookConfiguration
+	cached := false
+	if sidecar {
+		cur, cached = in.Webhook.current() // the informer the webhook keeps anyway
+	}
+	if !cached {
+		var err error
+		cur, err = api.Get(ctx, in.WebhookConfig, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			cur, err = nil, nil
+		}
+		if err != nil {
+			return fmt.Errorf("webhook configuration %s: %w", in.WebhookConfig, err)
+		}
 	}
 	if cur != nil && cur.Labels[LabelManagedBy] != managedBy {
 		return fmt.Errorf("MutatingWebhookConfiguration %s exists and is not managed by wafplane: left alone; rename it or set --webhook-configuration", in.WebhookConfig)
 	}
-	if in.Mode != ModeSidecar || in.Webhook == nil || inj.targets == nil {
-		if cur == nil {
-			return nil
-		}
-		err := api.Delete(ctx, cur.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: ptr(cur.UID)}})
-		if err == nil {
+	if !sidecar {
+		if cur != nil {
+			err := api.Delete(ctx, cur.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: ptr(cur.UID)}})
+			if err = webhookConfigErr(err); err != nil {
+				return err
+			}
 			w.log.Info("injector: sidecar webhook configuration deleted (external mode)", "name", cur.Name)
 		}
-		return webhookConfigErr(err)
+		w.webhookGone = true
+		return nil
 	}
 	bundle, err := in.Webhook.bundle()
 	if err != nil {
@@ -170,8 +196,10 @@ func webhooksEqual(cur, want []admregv1.MutatingWebhook) bool {
 	return true
 }
 
+// webhookConfigErr drops what the next reconcile settles: a configuration already gone,
+// or one changed or made since the informer's copy, whose event wakes the loop again.
 func webhookConfigErr(err error) error {
-	if err == nil || apierrors.IsNotFound(err) {
+	if err == nil || apierrors.IsNotFound(err) || apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
 		return nil
 	}
 	return fmt.Errorf("webhook configuration: %w", err)

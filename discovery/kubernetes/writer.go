@@ -41,6 +41,7 @@ type writer struct {
 	injectWarned map[string]map[string]string
 	renders      map[string]*rendered     // gateway key → its objects as last rendered
 	specs        map[types.UID]cachedSpec // cluster objects' specs, normalized
+	webhookGone  bool                     // external mode: the webhook configuration is known absent
 
 	// The latest conversion waits here; status writes never hold back the next snapshot.
 	mu      sync.Mutex
