@@ -233,7 +233,11 @@ func BenchmarkRoundTripCrossProcess(b *testing.B) {
 	}
 	rounds := 3
 	if s := os.Getenv("WAFPLANE_BENCH_ROUNDS"); s != "" {
-		rounds, _ = strconv.Atoi(s)
+		if n, err := strconv.Atoi(s); err != nil || n < 1 {
+			b.Fatalf("WAFPLANE_BENCH_ROUNDS=%q: want a count of at least 1", s)
+		} else {
+			rounds = n
+		}
 	}
 	for _, bc := range benchCases() {
 		if bc.name != "GET" && bc.name != "POST-8KiB-JSON" {
@@ -253,7 +257,7 @@ func BenchmarkRoundTripCrossProcess(b *testing.B) {
 							key := fmt.Sprintf("%s/c%d", s.name, conc)
 							n := requests[conc]
 							if len(bc.x.body) > 0 {
-								n /= 2 // a third of the GET's rate: half the requests still take longer
+								n /= 2 // the POST runs at a fraction of the GET's rate: keep its runs short
 							}
 							samples[key] = append(samples[key], loadgen(b, loadgenSpec{Target: s.addr, Case: bc.name,
 								Concurrency: conc, Requests: n, Warmup: 300}))
