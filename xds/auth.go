@@ -26,6 +26,9 @@ const (
 	RejectNoCertificate = "no_certificate"
 	RejectNoIdentity    = "no_gateway_identity"
 	RejectNodeMismatch  = "node_mismatch"
+	// Refused with or without authentication:
+	RejectOversizedNode = "oversized_node" // a node field beyond its bound (nodebounds.go)
+	RejectSilent        = "no_request"     // no request within the first-request deadline
 )
 
 func (a *Auth) credentials() credentials.TransportCredentials {

@@ -37,7 +37,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		unknown: prometheus.NewCounter(prometheus.CounterOpts{Name: "wafplane_xds_unknown_gateway_streams_total",
 			Help: "xDS streams from nodes whose cluster names no gateway."}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wafplane_xds_rejected_streams_total",
-			Help: "xDS streams refused: no client certificate, one naming no gateway, or one for another gateway than the node cluster."}, []string{"reason"}),
+			Help: "xDS streams refused, by reason: no client certificate, one naming no gateway, one for another gateway than the node cluster (or a node that changed), a node out of bounds, no request in time."}, []string{"reason"}),
 		adsDeferred: prometheus.NewCounter(prometheus.CounterOpts{Name: "wafplane_xds_ads_deferred_responses_total",
 			Help: "Ordered-ADS responses held back because the request named resources the new snapshot no longer has (expected after a rename)."}),
 	}
@@ -47,7 +47,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.acks.WithLabelValues(shortType(t))
 		m.nacks.WithLabelValues(shortType(t))
 	}
-	for _, r := range []string{RejectNoCertificate, RejectNoIdentity, RejectNodeMismatch} {
+	for _, r := range []string{RejectNoCertificate, RejectNoIdentity, RejectNodeMismatch, RejectOversizedNode, RejectSilent} {
 		m.rejected.WithLabelValues(r)
 	}
 	if reg != nil {

@@ -1,15 +1,12 @@
 package xds
 
 import (
-	"fmt"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // A disconnected node stays on /nodes for forgetAfter, so that the NACK that made it go
@@ -30,8 +27,11 @@ type NodeStatus struct {
 	Connected      bool       `json:"connected"`
 	ConnectedSince time.Time  `json:"connectedSince"`
 	DisconnectedAt *time.Time `json:"disconnectedAt,omitempty"`
+	// UserAgent is the node's user_agent_name and version ("envoy 1.36.2").
+	UserAgent string `json:"userAgent,omitempty"`
 	// Refused says why the node's last stream was refused (its certificate did not name
-	// the gateway of its node cluster, or it had none); it got nothing.
+	// the gateway of its node cluster, or it had none, or the node was out of bounds); it
+	// got nothing.
 	Refused string                 `json:"refused,omitempty"`
 	Streams int                    `json:"streams"`
 	Delta   bool                   `json:"delta"`
@@ -59,50 +59,48 @@ type stream struct {
 	node   string
 	sent   map[string]string // nonce → version
 	opened time.Time
-	// With authentication: the gateway the client certificate names, or why there is none.
-	identity, reject string
-	authorized       bool
 }
 
-// nodes is the registry behind the callbacks.
+// streamKey names a stream in the registry. go-control-plane numbers SotW and delta
+// streams with two counters, so the number alone names two streams.
+type streamKey struct {
+	delta bool
+	id    int64
+}
+
+// nodes is the registry behind the callbacks. It records; whether a stream may be served
+// is decided before (guard.go), on the stream's own context.
 type nodes struct {
 	mu      sync.Mutex
 	byID    map[string]*NodeStatus
-	streams map[int64]*stream
+	streams map[streamKey]*stream
 	now     func() time.Time
 	known   func(gateway string) bool
 	onNew   func(node, gateway string) // a node's first stream of a gateway nobody serves
 	m       *metrics
-	// auth: streams are served only the gateway their certificate names; onRefuse logs.
-	auth     bool
-	onRefuse func(node, cluster, reason, msg string)
 }
 
 func newNodes(m *metrics, known func(string) bool, onUnknown func(node, gateway string)) *nodes {
-	return &nodes{byID: map[string]*NodeStatus{}, streams: map[int64]*stream{}, now: time.Now, known: known, onNew: onUnknown, m: m}
+	return &nodes{byID: map[string]*NodeStatus{}, streams: map[streamKey]*stream{}, now: time.Now, known: known, onNew: onUnknown, m: m}
 }
 
-func (n *nodes) open(id int64, identity, reject string) {
+func (n *nodes) open(k streamKey) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.streams[id] = &stream{sent: map[string]string{}, opened: n.now(), identity: identity, reject: reject}
+	if n.streams[k] != nil {
+		return // never counted twice, whatever the callbacks say
+	}
+	n.streams[k] = &stream{sent: map[string]string{}, opened: n.now()}
 	n.m.streams.Inc()
 }
 
 // request records the stream's node on its first request, and ACKs and NACKs after.
-// With authentication it refuses, before anything is sent, a stream whose certificate does
-// not name the gateway of its node cluster.
-func (n *nodes) request(id int64, node *corev3.Node, delta bool, typeURL, nonce string, nack *Nack) error {
+func (n *nodes) request(k streamKey, node *corev3.Node, typeURL, nonce string, nack *Nack) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	s := n.streams[id]
+	s := n.streams[k]
 	if s == nil {
-		return nil
-	}
-	if n.auth {
-		if err := n.authorize(s, node); err != nil {
-			return err
-		}
+		return
 	}
 	if s.node == "" && node != nil {
 		s.node = node.GetId()
@@ -115,7 +113,8 @@ func (n *nodes) request(id int64, node *corev3.Node, delta bool, typeURL, nonce 
 			n.byID[s.node] = st
 			n.m.nodes.Inc()
 		}
-		st.Gateway, st.Connected, st.DisconnectedAt, st.Delta = node.GetCluster(), true, nil, delta
+		st.Gateway, st.Connected, st.DisconnectedAt, st.Delta = node.GetCluster(), true, nil, k.delta
+		st.UserAgent, st.Refused = userAgent(node), ""
 		st.Streams++
 		if !n.known(st.Gateway) {
 			n.m.unknown.Inc()
@@ -124,11 +123,11 @@ func (n *nodes) request(id int64, node *corev3.Node, delta bool, typeURL, nonce 
 	}
 	st := n.byID[s.node]
 	if st == nil || nonce == "" {
-		return nil
+		return
 	}
 	version, ok := s.sent[nonce]
 	if !ok {
-		return nil // a nonce this stream never sent, or already answered
+		return // a nonce this stream never sent, or already answered
 	}
 	delete(s.sent, nonce)
 	ts := typeStatus(st, typeURL)
@@ -136,54 +135,36 @@ func (n *nodes) request(id int64, node *corev3.Node, delta bool, typeURL, nonce 
 		nack.Version = version
 		ts.LastNack = nack
 		n.m.nacks.WithLabelValues(shortType(typeURL)).Inc()
-		return nil
+		return
 	}
 	ts.Acked, ts.AckedAt = version, n.now()
 	n.m.acks.WithLabelValues(shortType(typeURL)).Inc()
-	return nil
 }
 
-// authorize lets a stream on when its certificate names the gateway of its node cluster.
-// Called with mu held.
-func (n *nodes) authorize(s *stream, node *corev3.Node) error {
-	if node == nil && s.authorized {
-		return nil // later requests of a stream whose node was checked
-	}
-	reason, msg := s.reject, ""
-	switch {
-	case reason == RejectNoCertificate:
-		msg = "no client certificate: xDS needs one issued by wafplane's CA"
-	case reason == RejectNoIdentity:
-		msg = "the client certificate names no gateway (want a URI SAN spiffe://wafplane/ns/<namespace>/gateway/<name>)"
-	case node == nil:
-		reason, msg = RejectNodeMismatch, "the first request carries no node"
-	case node.GetCluster() != s.identity:
-		reason, msg = RejectNodeMismatch, fmt.Sprintf("the client certificate is for gateway %q, the node cluster says %q", s.identity, node.GetCluster())
-	default:
-		s.authorized = true
-		return nil
-	}
-	n.m.rejected.WithLabelValues(reason).Inc()
-	id, cluster := node.GetId(), node.GetCluster()
-	if node != nil && s.node == "" {
-		now := n.now()
-		st := n.byID[id]
-		if st == nil || !st.Connected {
-			n.byID[id] = &NodeStatus{ID: id, Gateway: cluster, ConnectedSince: s.opened, DisconnectedAt: &now,
-				Types: map[string]*TypeStatus{}, Refused: reason + ": " + msg}
-			n.pruneIfLarge()
-		}
-	}
-	if n.onRefuse != nil {
-		n.onRefuse(id, cluster, reason, msg)
-	}
-	return status.Error(codes.PermissionDenied, "wafplane xDS: stream refused: "+msg)
-}
-
-func (n *nodes) response(id int64, typeURL, version, nonce string) {
+// refused records a stream that was refused before anything was sent: on /nodes (unless
+// a stream of that node id is connected: a refused stream must not hide it) and in the
+// rejection counter. The node is recorded as far as it is within bounds.
+func (n *nodes) refused(node *corev3.Node, reason, msg string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	s := n.streams[id]
+	n.m.rejected.WithLabelValues(reason).Inc()
+	if node == nil {
+		return
+	}
+	id := clip(node.GetId(), maxNodeID)
+	if st := n.byID[id]; st != nil && st.Connected {
+		return
+	}
+	now := n.now()
+	n.byID[id] = &NodeStatus{ID: id, Gateway: clip(node.GetCluster(), maxNodeCluster), UserAgent: userAgent(node),
+		ConnectedSince: now, DisconnectedAt: &now, Types: map[string]*TypeStatus{}, Refused: reason + ": " + msg}
+	n.pruneIfLarge()
+}
+
+func (n *nodes) response(k streamKey, typeURL, version, nonce string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	s := n.streams[k]
 	if s == nil {
 		return
 	}
@@ -195,14 +176,14 @@ func (n *nodes) response(id int64, typeURL, version, nonce string) {
 	}
 }
 
-func (n *nodes) close(id int64) {
+func (n *nodes) close(k streamKey) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	s := n.streams[id]
+	s := n.streams[k]
 	if s == nil {
 		return
 	}
-	delete(n.streams, id)
+	delete(n.streams, k)
 	n.m.streams.Dec()
 	st := n.byID[s.node]
 	if st == nil || !st.Connected {
@@ -221,23 +202,6 @@ func (n *nodes) close(id int64) {
 func (n *nodes) pruneIfLarge() {
 	if len(n.byID) > 2*maxDisconnected {
 		n.prune()
-	}
-}
-
-// pruneLoop forgets old disconnected nodes on a timer, so that they go even when no
-// stream opens or closes.
-func (n *nodes) pruneLoop(done <-chan struct{}) {
-	t := time.NewTicker(pruneEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
-			return
-		case <-t.C:
-			n.mu.Lock()
-			n.prune()
-			n.mu.Unlock()
-		}
 	}
 }
 

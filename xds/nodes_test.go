@@ -14,12 +14,10 @@ func TestDisconnectedNodesAreBounded(t *testing.T) {
 	n.now = func() time.Time { return now }
 	const churn = 5 * maxDisconnected
 	for i := range churn {
-		id := int64(i)
-		n.open(id, "", "")
-		if err := n.request(id, node(fmt.Sprintf("envoy-%d", i), "shop/edge"), true, "", "", nil); err != nil {
-			t.Fatal(err)
-		}
-		n.close(id)
+		k := delta(int64(i))
+		n.open(k)
+		n.request(k, node(fmt.Sprintf("envoy-%d", i), "shop/edge"), "", "", nil)
+		n.close(k)
 		now = now.Add(time.Millisecond)
 		if len(n.byID) > 2*maxDisconnected+1 {
 			t.Fatalf("after %d disconnections: %d records", i+1, len(n.byID))
@@ -38,8 +36,8 @@ func TestDisconnectedNodesAreBounded(t *testing.T) {
 		t.Error("the oldest disconnection was kept")
 	}
 	// Connected nodes stay whatever their number; time forgets the rest.
-	n.open(1<<40, "", "")
-	_ = n.request(1<<40, node("still-here", "shop/edge"), true, "", "", nil)
+	n.open(sotw(1 << 40))
+	n.request(sotw(1<<40), node("still-here", "shop/edge"), "", "", nil)
 	now = now.Add(forgetAfter + time.Second)
 	n.mu.Lock()
 	n.prune()

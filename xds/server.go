@@ -36,19 +36,24 @@ type Server struct {
 	sourceErr *SourceError
 	ready     atomic.Bool
 
-	addr atomic.Pointer[net.Addr]
-	auth *Auth
+	addr  atomic.Pointer[net.Addr]
+	auth  *Auth
+	guard *guard
 }
 
 // SetAuth makes the server authenticate Envoys by their client certificates (auth.go);
 // call it before Start.
 func (s *Server) SetAuth(a *Auth) {
 	s.auth = a
-	s.nodes.auth = a != nil
-	s.nodes.onRefuse = func(node, cluster, reason, msg string) {
-		s.log.Warn("xDS stream refused", "node", node, "cluster", cluster, "reason", reason, "detail", msg)
-	}
+	s.guard.auth = a != nil
 }
+
+// Bounds of the xDS server that no client can move: streams per connection (Envoy opens
+// one ADS stream per connection) and how long a new stream may stay silent.
+const (
+	maxStreamsPerConnection = 16
+	firstRequestTimeout     = 15 * time.Second
+)
 
 // nodeGateway keys the cache by the node's cluster: the gateway's "namespace/name".
 type nodeGateway struct{}
@@ -64,6 +69,10 @@ func New(log *slog.Logger, reg prometheus.Registerer) *Server {
 		s.log.Warn("Envoy node names no gateway; it gets nothing until one named so exists (set node.cluster to namespace/name)",
 			"node", node, "cluster", gateway)
 	})
+	refusals := newLogLimiter(s.log)
+	s.guard = &guard{nodes: s.nodes, firstRequest: firstRequestTimeout, onRefuse: func(node, cluster, reason, msg string) {
+		refusals.warn("xDS stream refused", "node", node, "cluster", cluster, "reason", reason, "detail", msg)
+	}}
 	return s
 }
 
@@ -100,7 +109,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	a := lis.Addr()
 	s.addr.Store(&a)
 	opts := []grpc.ServerOption{
-		grpc.MaxConcurrentStreams(1 << 20),
+		grpc.MaxConcurrentStreams(maxStreamsPerConnection),
+		grpc.StreamInterceptor(s.guard.stream),
+		grpc.UnaryInterceptor(s.guard.unary),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 5 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),
 	}
@@ -118,7 +129,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 
 	errc := make(chan error, 1)
 	go func() { errc <- gs.Serve(lis) }()
-	go s.nodes.pruneLoop(ctx.Done())
+	go s.pruneLoop(ctx.Done())
 	s.log.Info("xDS serving", "address", a.String(), "mtls", s.auth != nil)
 	select {
 	case <-ctx.Done():
