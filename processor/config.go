@@ -53,6 +53,9 @@ type Config struct {
 
 	Mode      Mode
 	BodyLimit int // bytes of request body inspected; 0 disables body inspection
+	// MaxBodyLimit is the largest body limit a stream's metadata (x-wafplane-body-limit)
+	// may ask for; a larger ask gets it. Zero: BodyLimit, so metadata can only lower it.
+	MaxBodyLimit int
 	// MaxStreams and MaxStreamsPerConnection bound the streams open at once (0: no bound);
 	// more are refused with ResourceExhausted. StreamIdleTimeout closes a stream that has
 	// sent nothing for that long, and frees its WAF context.
@@ -114,6 +117,9 @@ func NewConfig() Config {
 	}
 }
 
+// maxBodyLimit is the largest body limit any stream may have.
+func (c Config) maxBodyLimit() int { return max(c.BodyLimit, c.MaxBodyLimit) }
+
 // DefaultStreamIdleTimeout is how long a stream may send nothing: longer than an upstream
 // takes to answer (the stream is silent meanwhile), short enough that abandoned streams
 // do not pile up.
@@ -130,6 +136,9 @@ func (c Config) Validate() error {
 	}
 	if c.BodyLimit < 0 {
 		errs = append(errs, fmt.Errorf("body limit %d: must be >= 0", c.BodyLimit))
+	}
+	if c.MaxBodyLimit < 0 {
+		errs = append(errs, fmt.Errorf("max body limit %d: must be >= 0 (0: the body limit)", c.MaxBodyLimit))
 	}
 	if c.MaxStreams < 0 || c.MaxStreamsPerConnection < 0 {
 		errs = append(errs, fmt.Errorf("max streams %d, per connection %d: must be >= 0", c.MaxStreams, c.MaxStreamsPerConnection))

@@ -1,12 +1,14 @@
 package processor
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc/codes"
@@ -157,4 +159,47 @@ func TestGatewayLabelsBounded(t *testing.T) {
 	if got := m.gatewayLabel("ns/gw-1"); got != "ns/gw-1" {
 		t.Errorf("a known gateway = %q", got)
 	}
+}
+
+// Stream metadata comes from whoever reaches the port: it may lower the body limit, and
+// raise it only up to the server's maximum (issue 29: a stream asking for 1 GiB got it).
+func TestMetadataCannotRaiseTheBodyLimitPastTheServers(t *testing.T) {
+	attackAt := func(offset int) []byte {
+		return append(append(bytes.Repeat([]byte("b"), offset), xss...), bytes.Repeat([]byte("c"), 64<<10)...)
+	}
+	exchange := func(body []byte, limit string) httpExchange {
+		return httpExchange{method: "POST", path: "/upload", headers: [][2]string{{"content-type", "text/plain"}},
+			body: body, requestBodyMode: extprocfilterv3.ProcessingMode_STREAMED, chunkSize: 1 << 10,
+			metadata: map[string]string{MetadataBodyLimit: limit}}
+	}
+	t.Run("only tighten", func(t *testing.T) {
+		cfg := testConfig()
+		cfg.BodyLimit = 8 << 10
+		r := startProcessor(t, cfg)
+		out := r.envoy.do(t, exchange(attackAt(16<<10), "1073741824"))
+		if out.blocked() {
+			t.Fatal("asked 1 GiB over a server limit of 8 KiB: an attack at 16 KiB was inspected")
+		}
+		if got := testutil.ToFloat64(r.p.metrics.metadataIgnored.WithLabelValues(MetadataBodyLimit)); got != 1 {
+			t.Errorf("stream_metadata_ignored_total{key=%s} = %v", MetadataBodyLimit, got)
+		}
+		// Lowering is taken: an attack past 2 KiB is not seen under a 2 KiB limit.
+		if out := r.envoy.do(t, exchange(attackAt(4<<10), "2048")); out.blocked() {
+			t.Fatal("asked 2 KiB: an attack at 4 KiB was inspected")
+		}
+		if out := r.envoy.do(t, exchange(attackAt(4<<10), "1073741824")); !out.blocked() {
+			t.Fatal("an attack within the server's limit was not seen")
+		}
+	})
+	t.Run("up to the maximum", func(t *testing.T) {
+		cfg := testConfig()
+		cfg.BodyLimit, cfg.MaxBodyLimit = 8<<10, 32<<10
+		r := startProcessor(t, cfg)
+		if out := r.envoy.do(t, exchange(attackAt(16<<10), "1073741824")); !out.blocked() {
+			t.Fatal("an attack at 16 KiB under a maximum of 32 KiB was not seen")
+		}
+		if out := r.envoy.do(t, exchange(attackAt(48<<10), "1073741824")); out.blocked() {
+			t.Fatal("asked 1 GiB under a maximum of 32 KiB: an attack at 48 KiB was inspected")
+		}
+	})
 }

@@ -20,6 +20,9 @@ type metrics struct {
 	activeStreams prometheus.Gauge
 	refused       *prometheus.CounterVec
 	idleClosed    prometheus.Counter
+	// metadataIgnored: stream metadata values not taken as sent (malformed, or above the
+	// server's bound), by key.
+	metadataIgnored *prometheus.CounterVec
 
 	// gateways seen as a label, bounded: the gateway comes from stream metadata, which a
 	// client of an open processor port chooses.
@@ -76,10 +79,12 @@ func newMetrics(reg prometheus.Registerer, openContexts func() float64) *metrics
 			Help: "ext_proc streams refused with ResourceExhausted, by the bound they passed (total, connection)."}, []string{"bound"}),
 		idleClosed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "streams_idle_closed_total",
 			Help: "ext_proc streams closed after sending nothing for the idle timeout."}),
+		metadataIgnored: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "stream_metadata_ignored_total",
+			Help: "ext_proc stream metadata values not taken as sent: malformed, or asking more than the server allows (the server's bound is used), by key."}, []string{"key"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.wafDuration, m.ruleHits, m.timeouts, m.errors, m.truncations,
-			m.policyReloads, m.rulesLoaded, m.openContexts, m.activeStreams, m.refused, m.idleClosed)
+			m.policyReloads, m.rulesLoaded, m.openContexts, m.activeStreams, m.refused, m.idleClosed, m.metadataIgnored)
 	}
 	return m
 }

@@ -8,9 +8,11 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 )
 
 // Processor is the ext_proc server: one WAF context per stream, verdicts from libddwaf.
@@ -31,6 +33,7 @@ type Processor struct {
 	loadErr      atomic.Pointer[string]
 	openContexts atomic.Int64
 	streams      atomic.Int64 // open streams, for MaxStreams
+	metadataLog  rate.Sometimes
 }
 
 // New checks the configuration and prepares a processor; Start loads the ruleset and serves.
@@ -48,12 +51,13 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Processor, e
 		return nil, err
 	}
 	p := &Processor{
-		cfg:       cfg,
-		log:       log,
-		events:    newEventRing(cfg.EventBuffer),
-		traffic:   newTraffic(),
-		catalog:   newAPICatalog(cfg.APIInterval),
-		templates: t,
+		metadataLog: rate.Sometimes{First: 10, Interval: time.Minute},
+		cfg:         cfg,
+		log:         log,
+		events:      newEventRing(cfg.EventBuffer),
+		traffic:     newTraffic(),
+		catalog:     newAPICatalog(cfg.APIInterval),
+		templates:   t,
 		clientIP: clientIPResolver{header: cfg.ClientIPHeader, headerWithoutPeer: cfg.ClientIPHeaderWithoutPeer,
 			trustedHops: cfg.TrustedHops, trustedCIDRs: cfg.TrustedCIDRs},
 	}

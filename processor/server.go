@@ -63,7 +63,7 @@ func (p *Processor) Start(ctx context.Context) error {
 	defer p.engine.Load().close()
 
 	opts := []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(maxRecvSize(p.cfg.BodyLimit)),
+		grpc.MaxRecvMsgSize(maxRecvSize(p.cfg.maxBodyLimit())),
 		grpc.StatsHandler(streamLimiter{}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	}

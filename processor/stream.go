@@ -140,8 +140,12 @@ type stream struct {
 func (p *Processor) newStream(srv extprocv3.ExternalProcessor_ProcessServer) *stream {
 	p.metrics.activeStreams.Inc()
 	s := &stream{p: p, settings: p.settingsFor(srv.Context()), start: time.Now(), seen: map[string]bool{}, verdict: "allowed"}
+	for _, pr := range s.settings.problems {
+		p.metrics.metadataIgnored.WithLabelValues(pr.key).Inc()
+	}
 	if len(s.settings.problems) > 0 {
-		p.log.Warn("ignored ext_proc stream metadata", "problems", s.settings.problems)
+		// Any client can send metadata: the log gets a sample, the counter every one.
+		p.metadataLog.Do(func() { p.log.Warn("ext_proc stream metadata not taken as sent", "problems", s.settings.problems) })
 	}
 	if s.settings.mode == ModeOff {
 		s.verdict = "off"

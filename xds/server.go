@@ -20,6 +20,7 @@ import (
 	sotwv3 "github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 )
@@ -69,9 +70,13 @@ func New(log *slog.Logger, reg prometheus.Registerer) *Server {
 		s.log.Warn("Envoy node names no gateway; it gets nothing until one named so exists (set node.cluster to namespace/name)",
 			"node", node, "cluster", gateway)
 	})
-	refusals := newLogLimiter(s.log)
+	// Clients decide how often they are refused: the log gets the first ten, then one a
+	// second; the counter gets them all.
+	refusals := &rate.Sometimes{First: 10, Interval: time.Second}
 	s.guard = &guard{nodes: s.nodes, firstRequest: firstRequestTimeout, onRefuse: func(node, cluster, reason, msg string) {
-		refusals.warn("xDS stream refused", "node", node, "cluster", cluster, "reason", reason, "detail", msg)
+		refusals.Do(func() {
+			s.log.Warn("xDS stream refused", "node", node, "cluster", cluster, "reason", reason, "detail", msg)
+		})
 	}}
 	return s
 }

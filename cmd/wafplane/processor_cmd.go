@@ -32,7 +32,7 @@ type processorFlags struct {
 	tls, observability         bool
 	certFile, keyFile          string
 	mode, rules, policy        string
-	bodyLimit                  int
+	bodyLimit, maxBodyLimit    int
 	wafTimeout, apiInterval    time.Duration
 	templateJSON, templateHTML string
 	clientIPHeader, userHeader string
@@ -58,6 +58,7 @@ func (f *processorFlags) register(env *envFlags, host string, port, healthPort i
 	env.Bool(&f.observability, "observability-mode", false, "Envoy runs the filter in observability mode: never answer, never block", "DD_SERVICE_EXTENSION_OBSERVABILITY_MODE")
 	env.String(&f.mode, "mode", "block", "default mode when the stream metadata names none: block, monitor or off")
 	env.Int(&f.bodyLimit, "body-limit", processor.DefaultBodyLimit, "bytes of request body inspected (0 disables body inspection)", "DD_APPSEC_BODY_PARSING_SIZE_LIMIT")
+	env.Int(&f.maxBodyLimit, "max-body-limit", 0, "the largest body limit a stream's metadata (x-wafplane-body-limit, set per gateway and route by the control plane) may ask for; a larger ask gets this (0: --body-limit, so metadata can only lower it)")
 	env.Bool(&f.responseBody, "response-body", false, "inspect JSON response bodies")
 	env.Duration(&f.wafTimeout, "waf-timeout", processor.DefaultWAFTimeout, "WAF time budget per request; past it the request continues and is counted (bare integers are microseconds)", "DD_APPSEC_WAF_TIMEOUT")
 	env.String(&f.rules, "rules", "", "JSON ruleset file replacing the embedded recommended ruleset", "DD_APPSEC_RULES")
@@ -104,7 +105,7 @@ func (f *processorFlags) config() (processor.Config, error) {
 	}
 	cfg.TLS, cfg.CertFile, cfg.KeyFile = f.tls, f.certFile, f.keyFile
 	cfg.ObservabilityMode = f.observability
-	cfg.BodyLimit, cfg.ResponseBodies, cfg.WAFTimeout = f.bodyLimit, f.responseBody, f.wafTimeout
+	cfg.BodyLimit, cfg.MaxBodyLimit, cfg.ResponseBodies, cfg.WAFTimeout = f.bodyLimit, f.maxBodyLimit, f.responseBody, f.wafTimeout
 	cfg.RulesFile, cfg.PolicyFile = f.rules, f.policy
 	cfg.BlockedTemplateJSON, cfg.BlockedTemplateHTML = f.templateJSON, f.templateHTML
 	cfg.ClientIPHeader, cfg.TrustedHops, cfg.UserIDHeader = f.clientIPHeader, f.trustedHops, f.userHeader
