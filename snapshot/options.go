@@ -47,6 +47,9 @@ type Options struct {
 	ProcessorMaxRequests uint32
 	// BackendConnectTimeout is the connect timeout of backend clusters; 5s when zero.
 	BackendConnectTimeout time.Duration
+	// ProcessorMaxBodyLimit, when set, is the largest request body limit the processor
+	// takes from stream metadata; gateways and routes asking more get a warning.
+	ProcessorMaxBodyLimit int64
 }
 
 // Validate checks the options: a processor address Envoys can dial.

@@ -29,7 +29,7 @@ func Translate(state discovery.State, opts Options) []Result {
 	out := make([]Result, 0, len(state.Gateways))
 	for _, g := range state.Gateways {
 		res, err := TranslateGateway(g, opts)
-		out = append(out, Result{Gateway: g.Key(), Resources: res, Err: err, Warnings: g.Warnings(),
+		out = append(out, Result{Gateway: g.Key(), Resources: res, Err: err, Warnings: append(g.Warnings(), bodyLimitWarnings(g, opts.ProcessorMaxBodyLimit)...),
 			Summary: Summary{Mode: discovery.Resolve(g.Protection, nil).Mode, Listeners: len(g.Listeners), Routes: len(g.Routes)}})
 	}
 	return out

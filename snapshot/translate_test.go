@@ -277,3 +277,26 @@ func TestRefreshEndpoints(t *testing.T) {
 		t.Error("a changed cluster set must ask for a full translation")
 	}
 }
+
+// A body limit above what the processor takes from metadata is served with a warning
+// that names the field: the processor inspects only up to its maximum.
+func TestBodyLimitAboveTheProcessorsMaximumIsWarned(t *testing.T) {
+	g := demo(t)
+	big, small := int64(8<<20), int64(4<<10)
+	g.Protection.RequestBodyLimit = &big
+	g.Routes[0].Protection = &discovery.Protection{RequestBodyLimit: &small}
+	st := discovery.State{Gateways: []discovery.Gateway{g}}
+	res := Translate(st, Options{ProcessorMaxBodyLimit: 1 << 20})[0]
+	if res.Err != nil || len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "protection.requestBodyLimit 8388608 is above the processor's maximum body limit 1048576") {
+		t.Fatalf("err %v, warnings %q", res.Err, res.Warnings)
+	}
+	g.Routes[0].Protection = &discovery.Protection{RequestBodyLimit: &big}
+	g.Protection.RequestBodyLimit = nil
+	res = Translate(discovery.State{Gateways: []discovery.Gateway{g}}, Options{ProcessorMaxBodyLimit: 1 << 20})[0]
+	if len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "routes[0]") {
+		t.Fatalf("route warning: %q", res.Warnings)
+	}
+	if res := Translate(st, Options{})[0]; len(res.Warnings) != 0 {
+		t.Fatalf("no maximum given, warnings %q", res.Warnings)
+	}
+}

@@ -96,7 +96,8 @@ func (f *serveFlags) options() (snapshot.Options, error) {
 	if f.processor.uds != "" {
 		return snapshot.Options{}, errors.New("--uds-path: Envoys reach the processor of `serve` over TCP; use `wafplane processor` for a Unix socket")
 	}
-	return snapshot.Options{ProcessorAddress: addr, ProcessorTLS: f.processor.tls}, nil
+	return snapshot.Options{ProcessorAddress: addr, ProcessorTLS: f.processor.tls,
+		ProcessorMaxBodyLimit: int64(max(f.processor.bodyLimit, f.processor.maxBodyLimit))}, nil
 }
 
 func (f *serveFlags) run(ctx context.Context, log *slog.Logger) error {
