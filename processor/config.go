@@ -61,10 +61,14 @@ type Config struct {
 	// sent nothing for that long, and frees its WAF context.
 	MaxStreams              int
 	MaxStreamsPerConnection int
-	StreamIdleTimeout       time.Duration
-	ResponseBodies          bool
-	WAFTimeout              time.Duration
-	ObservabilityMode       bool
+	// MaxStreamsPerPeer bounds the streams of one peer (its IP address, an IPv6 /64, or
+	// the gateway its verified certificate names), so that one client cannot take every
+	// place; 0: three quarters of MaxStreams. A Unix socket's only peer is not bounded.
+	MaxStreamsPerPeer int
+	StreamIdleTimeout time.Duration
+	ResponseBodies    bool
+	WAFTimeout        time.Duration
+	ObservabilityMode bool
 	// Gateway is reported for streams whose metadata names no gateway.
 	Gateway             string
 	RulesFile           string // replaces the recommended ruleset when set
@@ -117,6 +121,14 @@ func NewConfig() Config {
 	}
 }
 
+// peerShare is the most streams one peer may hold; 0 for no bound.
+func (c Config) peerShare() int {
+	if c.MaxStreamsPerPeer > 0 {
+		return c.MaxStreamsPerPeer
+	}
+	return c.MaxStreams * 3 / 4
+}
+
 // maxBodyLimit is the largest body limit any stream may have.
 func (c Config) maxBodyLimit() int { return max(c.BodyLimit, c.MaxBodyLimit) }
 
@@ -140,8 +152,8 @@ func (c Config) Validate() error {
 	if c.MaxBodyLimit < 0 {
 		errs = append(errs, fmt.Errorf("max body limit %d: must be >= 0 (0: the body limit)", c.MaxBodyLimit))
 	}
-	if c.MaxStreams < 0 || c.MaxStreamsPerConnection < 0 {
-		errs = append(errs, fmt.Errorf("max streams %d, per connection %d: must be >= 0", c.MaxStreams, c.MaxStreamsPerConnection))
+	if c.MaxStreams < 0 || c.MaxStreamsPerConnection < 0 || c.MaxStreamsPerPeer < 0 {
+		errs = append(errs, fmt.Errorf("max streams %d, per connection %d, per peer %d: must be >= 0", c.MaxStreams, c.MaxStreamsPerConnection, c.MaxStreamsPerPeer))
 	}
 	if c.StreamIdleTimeout < 0 {
 		errs = append(errs, fmt.Errorf("stream idle timeout %s: must be >= 0", c.StreamIdleTimeout))

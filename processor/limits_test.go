@@ -3,7 +3,11 @@ package processor
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +15,10 @@ import (
 	extprocfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
 
@@ -27,9 +34,10 @@ func openHeld(t *testing.T, client extprocv3.ExternalProcessorClient) (extprocv3
 	}
 	x := httpExchange{method: "POST", path: "/upload", body: []byte("x")}
 	if err := st.Send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestHeaders{
-		RequestHeaders: &extprocv3.HttpHeaders{Headers: x.requestHeaderMap()}}}); err != nil {
+		RequestHeaders: &extprocv3.HttpHeaders{Headers: x.requestHeaderMap()}}}); err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
+	// A stream the server refused fails its send with io.EOF; its status comes with Recv.
 	if _, err := st.Recv(); err != nil {
 		return nil, err
 	}
@@ -66,6 +74,7 @@ func TestIdleStreamClosedAndItsContextFreed(t *testing.T) {
 func TestMaxStreams(t *testing.T) {
 	cfg := testConfig()
 	cfg.MaxStreams = 2
+	cfg.MaxStreamsPerPeer = 2 // the total alone; the peer share is TestOnePeerCannotTakeEveryPlace's
 	r := startProcessor(t, cfg)
 	var held []extprocv3.ExternalProcessor_ProcessClient
 	for range 2 {
@@ -202,4 +211,80 @@ func TestMetadataCannotRaiseTheBodyLimitPastTheServers(t *testing.T) {
 			t.Fatal("asked 1 GiB under a maximum of 32 KiB: an attack at 48 KiB was inspected")
 		}
 	})
+}
+
+// One client over many connections could take every place and leave the other Envoys
+// refused (issue 29: 4,096 streams over 10 connections). It gets its share; another peer
+// (127.0.0.2, another loopback address) is still served.
+func TestOnePeerCannotTakeEveryPlace(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxStreams, cfg.MaxStreamsPerConnection = 40, 4
+	r := startProcessor(t, cfg)
+	held := 0
+	var err error
+	for range 10 {
+		client := extprocv3.NewExternalProcessorClient(dialFrom(t, r.p.Addr(), "127.0.0.1"))
+		for range 4 {
+			if _, err = openHeld(t, client); err != nil {
+				break
+			}
+			held++
+		}
+	}
+	if held != 30 || status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "from one peer") {
+		t.Fatalf("one peer holds %d of 40 streams (last error %v), want its share of 30", held, err)
+	}
+	if got := testutil.ToFloat64(r.p.metrics.refused.WithLabelValues("peer")); got < 1 {
+		t.Errorf("streams_refused_total{bound=peer} = %v", got)
+	}
+	var other extprocv3.ExternalProcessorClient
+	for i := range 10 {
+		if i%4 == 0 { // a connection holds 4
+			other = extprocv3.NewExternalProcessorClient(dialFrom(t, r.p.Addr(), "127.0.0.2"))
+		}
+		if _, err := openHeld(t, other); err != nil {
+			t.Fatalf("another peer's stream %d: %v", i, err)
+		}
+	}
+	if _, err := openHeld(t, other); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("beyond the total: %v", err)
+	}
+	if got := testutil.ToFloat64(r.p.metrics.refused.WithLabelValues("total")); got != 1 {
+		t.Errorf("streams_refused_total{bound=total} = %v", got)
+	}
+}
+
+// dialFrom connects to addr from a chosen local loopback address, as another host would.
+func dialFrom(t *testing.T, addr net.Addr, local string) *grpc.ClientConn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+	conn, err := grpc.NewClient(addr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return d.DialContext(ctx, "tcp", a) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+func TestPeerKeys(t *testing.T) {
+	p := &Processor{}
+	key := func(a net.Addr) string {
+		return p.peerKey(peer.NewContext(context.Background(), &peer.Peer{Addr: a}))
+	}
+	tcp := func(s string) net.Addr { return net.TCPAddrFromAddrPort(netip.MustParseAddrPort(s)) }
+	for _, tc := range []struct {
+		addr net.Addr
+		want string
+	}{
+		{tcp("10.0.0.7:41000"), "10.0.0.7"},
+		{tcp("[::ffff:10.0.0.7]:41000"), "10.0.0.7"},
+		{tcp("[2001:db8:1:2:aaaa::1]:41000"), "2001:db8:1:2::/64"},
+		{tcp("[2001:db8:1:2:bbbb::9]:41001"), "2001:db8:1:2::/64"},
+		{&net.UnixAddr{Name: "/var/run/wafplane/ext_proc.sock", Net: "unix"}, ""},
+	} {
+		if got := key(tc.addr); got != tc.want {
+			t.Errorf("%v: key %q, want %q", tc.addr, got, tc.want)
+		}
+	}
 }

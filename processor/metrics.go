@@ -76,7 +76,7 @@ func newMetrics(reg prometheus.Registerer, openContexts func() float64) *metrics
 		activeStreams: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "streams_active",
 			Help: "ext_proc streams open now."}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "streams_refused_total",
-			Help: "ext_proc streams refused with ResourceExhausted, by the bound they passed (total, connection)."}, []string{"bound"}),
+			Help: "ext_proc streams refused with ResourceExhausted, by the bound they passed (total, connection, peer)."}, []string{"bound"}),
 		idleClosed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "streams_idle_closed_total",
 			Help: "ext_proc streams closed after sending nothing for the idle timeout."}),
 		metadataIgnored: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "stream_metadata_ignored_total",

@@ -32,7 +32,7 @@ type Processor struct {
 	engine       atomic.Pointer[engine] // nil until Start has loaded the ruleset
 	loadErr      atomic.Pointer[string]
 	openContexts atomic.Int64
-	streams      atomic.Int64 // open streams, for MaxStreams
+	budget       streamBudget // open streams, for MaxStreams and MaxStreamsPerPeer
 	metadataLog  rate.Sometimes
 }
 

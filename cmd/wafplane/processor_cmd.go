@@ -42,6 +42,7 @@ type processorFlags struct {
 	responseBody               bool
 	admin                      adminFlags
 	maxStreams, maxStreamsConn int
+	maxStreamsPeer             int
 	streamIdle                 time.Duration
 }
 
@@ -73,6 +74,7 @@ func (f *processorFlags) register(env *envFlags, host string, port, healthPort i
 	env.Duration(&f.apiInterval, "api-discovery-interval", processor.DefaultAPIInterval, "sample one request per gateway, route and method this often for API schemas (0 disables)")
 	env.Int(&f.maxStreams, "max-streams", processor.DefaultMaxStreams, "ext_proc streams open at once, in total; more are refused with ResourceExhausted (0: no bound)")
 	env.Int(&f.maxStreamsConn, "max-streams-per-connection", processor.DefaultMaxStreamsPerConnection, "ext_proc streams open at once on one connection, announced to Envoy in HTTP/2 SETTINGS (0: no bound)")
+	env.Int(&f.maxStreamsPeer, "max-streams-per-peer", 0, "ext_proc streams open at once from one peer (IP address, IPv6 /64, or the gateway of a verified certificate), so that one client cannot take every place (0: three quarters of --max-streams)")
 	env.Duration(&f.streamIdle, "stream-idle-timeout", processor.DefaultStreamIdleTimeout, "close an ext_proc stream that sent nothing for this long, freeing its WAF context; keep it above your slowest upstream's response time (0: never)")
 }
 
@@ -112,6 +114,7 @@ func (f *processorFlags) config() (processor.Config, error) {
 	cfg.ClientIPHeaderWithoutPeer = f.clientIPHeaderWithoutPeer
 	cfg.APIInterval = f.apiInterval
 	cfg.MaxStreams, cfg.MaxStreamsPerConnection, cfg.StreamIdleTimeout = f.maxStreams, f.maxStreamsConn, f.streamIdle
+	cfg.MaxStreamsPerPeer = f.maxStreamsPeer
 	for _, c := range f.trustedCIDRs {
 		p, err := netip.ParsePrefix(c)
 		if err != nil {
