@@ -1,11 +1,13 @@
 package processor
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,11 +38,17 @@ type running struct {
 // processor and checks that every WAF context was closed: the leak check of every test.
 func startProcessor(t testing.TB, cfg Config) *running {
 	t.Helper()
-	reg := prometheus.NewRegistry()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
+	return startProcessorWithLog(t, cfg, log)
+}
+
+// startProcessorWithLog is startProcessor logging to log, for tests that read the log.
+func startProcessorWithLog(t testing.TB, cfg Config, log *slog.Logger) *running {
+	t.Helper()
+	reg := prometheus.NewRegistry()
 	p, err := New(cfg, log, reg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -97,4 +105,22 @@ type testWriter struct{ t testing.TB }
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(string(b))
 	return len(b), nil
+}
+
+// syncBuffer is a bytes.Buffer that the processor's goroutines and the test may share.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -2,6 +2,8 @@ package processor
 
 import (
 	"encoding/json"
+	"log/slog"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -84,5 +86,56 @@ func TestCookieHighlightCapped(t *testing.T) {
 	redactParameter(&p)
 	if p.Value != redacted || len([]rune(p.Highlight[0])) != maxCookieHighlight+1 || !strings.HasSuffix(p.Highlight[0], "…") {
 		t.Errorf("value %q, highlight %q (%d runes)", p.Value, p.Highlight[0], len([]rune(p.Highlight[0])))
+	}
+}
+
+// Free text and paths carry what key names cannot reveal (issue 29): a CVV and an SSN in
+// a comment field, a session id as a path parameter. Neither reaches /events, the log or
+// the console's top paths.
+func TestValuesRedactedWhereverEventsGo(t *testing.T) {
+	var logBuf syncBuffer
+	r := startProcessorWithLog(t, testConfig(), slog.New(slog.NewJSONHandler(&logBuf, nil)))
+	form := url.Values{"comment": {"<script>alert(1)</script> cvv 7391 ssn 078-05-1120"}}.Encode()
+	for _, x := range []httpExchange{
+		{method: "POST", path: "/checkout", headers: [][2]string{{"content-type", "application/x-www-form-urlencoded"}}, body: []byte(form)},
+		{path: "/shop;jsessionid=A1B2SESSIONC3D4/item?q=" + url.QueryEscape("<script>alert(1)</script>")},
+		{path: "/cart;PHPSESSID=PHPSESS9Z8Y7/add;sid=SIDVALUE42?q=" + url.QueryEscape("' OR 1=1 --")},
+	} {
+		if out := r.envoy.do(t, x); !out.blocked() {
+			t.Fatalf("%s not blocked: the case needs a request that matches a rule", x.path)
+		}
+	}
+	events, _ := json.Marshal(r.p.events.recent(0))
+	top := httptest.NewRecorder()
+	r.p.TopHandler().ServeHTTP(top, httptest.NewRequest("GET", "/top", nil))
+	for where, text := range map[string]string{"/events": string(events), "log": logBuf.String(), "top paths": top.Body.String()} {
+		for _, secret := range []string{"7391", "078-05-1120", "A1B2SESSIONC3D4", "PHPSESS9Z8Y7", "SIDVALUE42"} {
+			if strings.Contains(text, secret) {
+				t.Errorf("%s shows %q", where, secret)
+			}
+		}
+	}
+	if !strings.Contains(string(events), `/shop;jsessionid=\u003cRedacted\u003e/item`) || !strings.Contains(top.Body.String(), `/shop;jsessionid=\u003cRedacted\u003e/item`) {
+		t.Errorf("the redacted path is not shown as such:\n%s\n%s", events, top.Body)
+	}
+}
+
+func TestRedactText(t *testing.T) {
+	for in, want := range map[string]string{
+		"cvv 7391 ssn 078-05-1120":         "cvv <Redacted> ssn <Redacted ssn>",
+		"CVC2: 123, exp 12/29":             "CVC2: <Redacted>, exp 12/29",
+		"security code=9876":               "security code=<Redacted>",
+		"social security number 078051120": "social security number <Redacted ssn>",
+		"call 219-09-9999 now":             "call <Redacted ssn> now",
+		"not issued: 000-12-3456 666-12-3456 912-12-3456 123-00-4567 123-45-0000": "not issued: 000-12-3456 666-12-3456 912-12-3456 123-00-4567 123-45-0000",
+		"on 2026-12-07 at 10:00":     "on 2026-12-07 at 10:00",
+		"/a;JSESSIONID=x1;foo=bar/b": "/a;JSESSIONID=<Redacted>;foo=bar/b",
+		"/a;jsessionid=x1?q=1":       "/a;jsessionid=<Redacted>?q=1",
+		"cvv2 is checked":            "cvv2 is checked",
+		"order 1234 of 5":            "order 1234 of 5",
+	} {
+		if got := redactText(in); got != want {
+			t.Errorf("redactText(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

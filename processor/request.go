@@ -39,6 +39,7 @@ type request struct {
 	method      string
 	uri         string // path and query only
 	path        string
+	shownPath   string // path as events, logs and the console show it: session tokens redacted
 	authority   string
 	headers     map[string][]string // lowercase keys, no pseudo-headers, no cookie
 	cookies     map[string][]string
@@ -85,6 +86,7 @@ func parseRequestHeaders(hm *corev3.HeaderMap) *request {
 		r.headers["host"] = []string{r.authority}
 	}
 	r.path, _, _ = strings.Cut(r.uri, "?")
+	r.shownPath = redactPathParams(r.path)
 	return r
 }
 

@@ -290,7 +290,7 @@ func (s *stream) catalogRoute() string {
 	if s.settings.route != "" {
 		return s.settings.route
 	}
-	return s.req.path
+	return s.req.shownPath
 }
 
 func (s *stream) requestBody(b *extprocv3.HttpBody) (*extprocv3.ProcessingResponse, bool, error) {
@@ -485,7 +485,7 @@ func (s *stream) finish() {
 	p.metrics.requests.WithLabelValues(p.metrics.gatewayLabel(s.settings.gateway), s.verdict).Inc()
 	var path string
 	if s.req != nil {
-		path = s.req.path
+		path = s.req.shownPath
 	}
 	p.traffic.record(s.settings.gateway, s.verdict, s.matches, s.clientIP, path)
 	if s.sampled && s.req != nil && len(s.derived) > 0 {
@@ -505,7 +505,7 @@ func (s *stream) report() {
 		e.Status, e.ResponseID = s.action.status, s.action.responseID
 	}
 	if s.req != nil {
-		e.Method, e.Path, e.Host, e.RequestID = s.req.method, s.req.path, s.req.authority, s.req.requestID
+		e.Method, e.Path, e.Host, e.RequestID = s.req.method, s.req.shownPath, s.req.authority, s.req.requestID
 	}
 	ids := make([]string, 0, len(s.matches))
 	names := make([]string, 0, len(s.matches))
